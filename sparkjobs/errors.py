@@ -1,0 +1,71 @@
+"""The one exception tree of the sparkjobs package.
+
+::
+
+    SparkJobsError                 every expected failure; str() is a sentence a user can act on
+    ├── ConfigError                a .compute/.runconfig/credentials problem (exit 2)
+    ├── SnapshotError              the project cannot be snapshotted (cap exceeded, unreadable file)
+    ├── StorageError               a run store or blob container cannot be used
+    │   └── ArtifactTransferError  some artifacts could not be uploaded or downloaded
+    ├── RunNotFound                no run with that id in the store
+    ├── UnsafePathError            a key or download path would escape its root
+    └── TargetError                a compute target could not start or watch a job
+
+Built-in ``FileNotFoundError`` is what stores raise for a missing key, as fsspec does,
+so callers can use ordinary Python idioms.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "SparkJobsError",
+    "ConfigError",
+    "SnapshotError",
+    "StorageError",
+    "ArtifactTransferError",
+    "RunNotFound",
+    "UnsafePathError",
+    "TargetError",
+]
+
+
+class SparkJobsError(Exception):
+    """Base of every error sparkjobs raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(SparkJobsError):
+    """Configuration is missing or invalid; the message names the file and key."""
+
+
+class SnapshotError(SparkJobsError):
+    """The project folder cannot be turned into a snapshot."""
+
+
+class StorageError(SparkJobsError):
+    """A store could not be reached or used."""
+
+
+class ArtifactTransferError(StorageError):
+    """Some files failed to transfer.
+
+    ``failed`` maps each key to its reason; ``succeeded`` holds what did transfer, so a caller
+    can still record it (nothing is dropped silently).
+    """
+
+    def __init__(self, message: str, failed: dict[str, str], succeeded: list | None = None) -> None:
+        super().__init__(message)
+        self.failed = dict(failed)
+        self.succeeded = list(succeeded or [])
+
+
+class RunNotFound(SparkJobsError):
+    """No run with the given id exists in the store."""
+
+
+class UnsafePathError(SparkJobsError):
+    """A key or path would escape the folder it must stay in."""
+
+
+class TargetError(SparkJobsError):
+    """A compute target failed to start or to watch a job."""

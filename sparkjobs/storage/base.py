@@ -1,0 +1,227 @@
+"""The Store seam: a handful of primitives per backend, everything else written once here.
+
+Keys are relative POSIX paths (``runs/ID/run.json``). The public methods check keys and then
+call the ``_``-prefixed primitives a backend implements, so no backend can be handed ``..``.
+A missing key raises the built-in ``FileNotFoundError``.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
+
+from ..errors import ArtifactTransferError, UnsafePathError
+
+__all__ = ["Store", "StoredObject", "TransferResult", "check_key", "safe_join", "sha256_file"]
+
+ProgressCallback = Callable[[int], None]
+"""Called with a byte count each time that many more bytes have moved."""
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    key: str
+    size: int
+    sha256: str
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a clean relative POSIX path, else raise UnsafePathError."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise UnsafePathError(f"Storage key {key!r} is not a relative POSIX path.")
+    parts = PurePosixPath(key).parts
+    if any(part in ("..", ".", "") for part in parts) or key.endswith("/"):
+        raise UnsafePathError(f"Storage key {key!r} may not contain '..', '.' or empty parts.")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix is a key or the empty string; a trailing slash is allowed."""
+    stripped = prefix.rstrip("/")
+    if stripped:
+        check_key(stripped)
+    return stripped
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """Join ``relative`` under ``root``, refusing anything that would land outside it."""
+    check_key(relative)
+    root_resolved = root.resolve()
+    target = (root_resolved / relative).resolve()
+    if target != root_resolved and root_resolved not in target.parents:
+        raise UnsafePathError(f"Path {relative!r} would escape {root}.")
+    return target
+
+
+def sha256_file(path: Path, progress: ProgressCallback | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest()
+
+
+class Store(abc.ABC):
+    """A flat key→bytes store. Backends implement the primitives; the rest is derived."""
+
+    #: Human-readable location, e.g. a folder path or a wasbs:// URL. Never holds a secret.
+    location: str
+
+    # ---- primitives -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _put_file(self, key: str, path: Path, *, if_absent: bool) -> bool:
+        """Store the file's bytes at key. With if_absent, return False instead of overwriting."""
+
+    @abc.abstractmethod
+    def _put_bytes(self, key: str, data: bytes, *, if_absent: bool) -> bool:
+        """Store data at key. With if_absent, return False instead of overwriting."""
+
+    @abc.abstractmethod
+    def _get_bytes(self, key: str) -> bytes:
+        """Return the bytes at key; FileNotFoundError when absent."""
+
+    @abc.abstractmethod
+    def _get_file(self, key: str, path: Path) -> None:
+        """Write the bytes at key to path (whose parent exists); FileNotFoundError when absent."""
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> Iterator[StoredObject]:
+        """Yield every object whose key starts with ``prefix + '/'`` (or all, for '')."""
+
+    @abc.abstractmethod
+    def _exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None:
+        """Delete key; deleting an absent key is not an error."""
+
+    # ---- public API (keys checked here, once) ----------------------------------------------
+    def put_file(self, key: str, path: Path | str, *, if_absent: bool = False) -> bool:
+        return self._put_file(check_key(key), Path(path), if_absent=if_absent)
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        return self._put_bytes(check_key(key), data, if_absent=if_absent)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._get_bytes(check_key(key))
+
+    def get_file(self, key: str, path: Path | str) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._get_file(check_key(key), path)
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        return self._list(check_prefix(prefix))
+
+    def exists(self, key: str) -> bool:
+        return self._exists(check_key(key))
+
+    def delete(self, key: str) -> None:
+        self._delete(check_key(key))
+
+    def put_json(self, key: str, value: Any, *, if_absent: bool = False) -> bool:
+        data = json.dumps(value, indent=2, sort_keys=True).encode()
+        return self.put_bytes(key, data, if_absent=if_absent)
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    # ---- tree transfer, written once -------------------------------------------------------
+    max_workers: int = 8
+
+    def upload_tree(
+        self,
+        local_dir: Path | str,
+        prefix: str,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[TransferResult]:
+        """Upload every regular file below local_dir to prefix/<relative path>, in parallel.
+
+        Each file is hashed while it is read for upload; the backend verifies what it received.
+        Raises ArtifactTransferError naming every file that failed, after trying them all.
+        """
+        local_dir = Path(local_dir)
+        prefix = check_prefix(prefix)
+        files = [p for p in sorted(local_dir.rglob("*")) if p.is_file() and not p.is_symlink()]
+        jobs = {}
+        for path in files:
+            relative = path.relative_to(local_dir).as_posix()
+            jobs[f"{prefix}/{relative}" if prefix else relative] = path
+        return self._transfer(jobs, self._upload_one, progress)
+
+    def download_tree(
+        self,
+        prefix: str,
+        local_dir: Path | str,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[TransferResult]:
+        """Download every object under prefix into local_dir, refusing keys that would escape."""
+        local_dir = Path(local_dir)
+        prefix = check_prefix(prefix)
+        jobs = {}
+        for obj in self.list(prefix):
+            relative = obj.key[len(prefix) + 1 :] if prefix else obj.key
+            jobs[obj.key] = safe_join(local_dir, relative)
+        return self._transfer(jobs, self._download_one, progress)
+
+    def _upload_one(self, key: str, path: Path, progress: ProgressCallback | None) -> TransferResult:
+        size = path.stat().st_size
+        self.put_file(key, path)
+        digest = sha256_file(path)
+        if progress:
+            progress(size)
+        return TransferResult(key, size, digest)
+
+    def _download_one(self, key: str, path: Path, progress: ProgressCallback | None) -> TransferResult:
+        self.get_file(key, path)
+        size = path.stat().st_size
+        if progress:
+            progress(size)
+        return TransferResult(key, size, sha256_file(path))
+
+    def _transfer(
+        self,
+        jobs: dict[str, Path],
+        one: Callable[[str, Path, ProgressCallback | None], TransferResult],
+        progress: ProgressCallback | None,
+    ) -> list[TransferResult]:
+        results: list[TransferResult] = []
+        failed: dict[str, str] = {}
+        if not jobs:
+            return results
+        workers = max(1, min(self.max_workers, len(jobs)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(one, key, path, progress): key for key, path in jobs.items()}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # every failure is reported, none dropped
+                    failed[key] = f"{type(exc).__name__}: {exc}"
+        results.sort(key=lambda r: r.key)
+        if failed:
+            names = ", ".join(sorted(failed))
+            raise ArtifactTransferError(
+                f"{len(failed)} of {len(jobs)} files failed to transfer: {names}.", failed, results
+            )
+        return results
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"

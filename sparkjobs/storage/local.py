@@ -1,0 +1,84 @@
+"""A run store in a local folder: the embedded default, no server and no account."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .base import Store, StoredObject
+
+__all__ = ["LocalStore"]
+
+
+class LocalStore(Store):
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.location = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _write_atomically(self, key: str, fill, *, if_absent: bool) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                fill(handle)
+            if if_absent:
+                # link() fails if the name exists, so two writers cannot both win.
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    return False
+                return True
+            os.replace(tmp, target)
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _put_file(self, key: str, path: Path, *, if_absent: bool) -> bool:
+        def fill(handle) -> None:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, handle, 1024 * 1024)
+
+        return self._write_atomically(key, fill, if_absent=if_absent)
+
+    def _put_bytes(self, key: str, data: bytes, *, if_absent: bool) -> bool:
+        return self._write_atomically(key, lambda handle: handle.write(data), if_absent=if_absent)
+
+    def _get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path.read_bytes()
+
+    def _get_file(self, key: str, path: Path) -> None:
+        source = self._path(key)
+        if not source.is_file():
+            raise FileNotFoundError(key)
+        shutil.copyfile(source, path)
+
+    def _list(self, prefix: str) -> Iterator[StoredObject]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue  # an in-flight atomic write
+                full = Path(dirpath) / name
+                yield StoredObject(full.relative_to(self.root).as_posix(), full.stat().st_size)
+
+    def _exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def _delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,7 @@
+"""Shared fixtures. Each real component has its own plugin module under tests/plugins/."""
+pytest_plugins = [
+    "plugins.paths",
+    "plugins.azurite",
+    "plugins.livy_server",
+    "plugins.spark_cluster",
+]
