@@ -1,0 +1,360 @@
+"""Load and validate ``aml_config/`` into frozen settings, at the edge.
+
+Key names follow Azure ML Workbench where they apply (``Target``, ``Framework``,
+``ArgumentVector``, ``EnvironmentVariables``, ``SparkDependenciesFile``, ``nativeSharedDirectory``).
+Every problem found is collected and reported in one ``ConfigError`` naming file and key, so a
+user fixes them all in one go instead of one per attempt.
+"""
+from __future__ import annotations
+
+import difflib
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "TargetType",
+    "Framework",
+    "ComputeSettings",
+    "SparkDependencies",
+    "ProjectSettings",
+    "RunSettings",
+    "load_project",
+    "load_run_settings",
+    "available_runconfigs",
+    "CONFIG_DIR",
+]
+
+CONFIG_DIR = "aml_config"
+DEFAULT_SNAPSHOT_CAP_MB = 25
+DEFAULT_SHARE_DIR = "~/.sparkjobs/share/"
+
+
+class TargetType(str, enum.Enum):
+    LOCAL = "local"
+    SPARK = "spark"
+    CLUSTER = "cluster"
+
+
+class Framework(str, enum.Enum):
+    PYSPARK = "PySpark"
+    PYTHON = "Python"
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    name: str
+    type: TargetType
+    native_shared_directory: str = DEFAULT_SHARE_DIR
+    master: str = "local[*]"
+    deploy_mode: str = "client"
+    livy: str | None = None
+    username: str | None = None
+    storage: str | None = None
+    driver_memory: str | None = None
+    executor_memory: str | None = None
+    num_executors: int | None = None
+    queue: str | None = None
+    conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    verify: bool | str = True  # TLS verification, or a CA bundle path
+
+
+@dataclass(frozen=True)
+class SparkDependencies:
+    configuration: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    packages: tuple[str, ...] = ()
+    repositories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    root: Path
+    name: str
+    workspace: str = "default"
+    history: str | None = None  # run store location; None means $SPARKJOBS_HOME
+    snapshot_cap_bytes: int = DEFAULT_SNAPSHOT_CAP_MB * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    name: str
+    project: ProjectSettings
+    compute: ComputeSettings
+    framework: Framework = Framework.PYSPARK
+    argument_vector: tuple[str, ...] = ("$file",)
+    environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    dependencies: SparkDependencies = field(default_factory=SparkDependencies)
+
+
+# ---- a tiny schema language: key -> (checker, required) ------------------------------------
+Checker = Callable[[Any], Any]
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise _Invalid("must be a non-empty string")
+
+
+def _scalar_string(value: Any) -> str:
+    # Spark properties are strings; YAML turns 4 and true into numbers and booleans.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise _Invalid("must be a string, number or boolean")
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise _Invalid("must be a positive whole number")
+
+
+def _memory(value: Any) -> str:
+    text = _scalar_string(value).strip().lower()
+    if text[:-1].isdigit() and text[-1] in "kmgt" or text.isdigit():
+        return text
+    raise _Invalid("must look like 512m or 4g")
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return tuple(str(v) for v in value)
+    raise _Invalid("must be a list of strings")
+
+
+def _string_map(value: Any) -> Mapping[str, str]:
+    if value is None:
+        return MappingProxyType({})
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return MappingProxyType({k: _scalar_string(v) for k, v in value.items()})
+    raise _Invalid("must be a mapping of names to strings")
+
+
+def _enum(kind: type[enum.Enum]) -> Checker:
+    def check(value: Any) -> enum.Enum:
+        for member in kind:
+            if isinstance(value, str) and value.lower() == member.value.lower():
+                return member
+        raise _Invalid("must be one of " + ", ".join(m.value for m in kind))
+
+    return check
+
+
+def _verify(value: Any) -> bool | str:
+    if isinstance(value, (bool, str)) and value != "":
+        return value
+    raise _Invalid("must be true, false or the path of a CA bundle")
+
+
+def _maven(value: Any) -> tuple[str, ...]:
+    coords = _string_list(value)
+    for coord in coords:
+        if len(coord.split(":")) != 3 or not all(coord.split(":")):
+            raise _Invalid(f"entry {coord!r} is not a Maven coordinate group:artifact:version")
+    return coords
+
+
+_COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
+    "type": ("type", _enum(TargetType)),
+    "nativeSharedDirectory": ("native_shared_directory", _string),
+    "master": ("master", _string),
+    "deployMode": ("deploy_mode", _string),
+    "livy": ("livy", _string),
+    "username": ("username", _string),
+    "storage": ("storage", _string),
+    "driverMemory": ("driver_memory", _memory),
+    "executorMemory": ("executor_memory", _memory),
+    "numExecutors": ("num_executors", _positive_int),
+    "queue": ("queue", _string),
+    "conf": ("conf", _string_map),
+    "verify": ("verify", _verify),
+}
+_REQUIRED_BY_TYPE = {
+    TargetType.LOCAL: (),
+    TargetType.SPARK: ("master",),
+    TargetType.CLUSTER: ("livy", "storage"),
+}
+_RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
+    "Target": ("target", _string),
+    "Framework": ("framework", _enum(Framework)),
+    "ArgumentVector": ("argument_vector", _string_list),
+    "EnvironmentVariables": ("environment", _string_map),
+    "SparkDependenciesFile": ("dependencies_file", _string),
+}
+_DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
+    "configuration": ("configuration", _string_map),
+    "packages": ("packages", _maven),
+    "repositories": ("repositories", _string_list),
+}
+_PROJECT_KEYS: dict[str, tuple[str, Checker]] = {
+    "name": ("name", lambda v: v if v in (None, "") else _string(v)),
+    "workspace": ("workspace", _string),
+    "history": ("history", _string),
+    "snapshotCapMB": ("snapshot_cap_mb", _positive_int),
+}
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: Path, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+    def raise_if_any(self) -> None:
+        if len(self.items) == 1:
+            raise ConfigError(f"Invalid configuration: {self.items[0]}.")
+        if self.items:
+            listed = "".join(f"\n  - {item}" for item in self.items)
+            raise ConfigError(f"Invalid configuration ({len(self.items)} problems):{listed}")
+
+
+def _read_yaml(path: Path, problems: _Problems, named_by: str = "") -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.add(path, "file not found" + (f" (named by {named_by})" if named_by else ""))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(path, f"cannot be read ({exc})")
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or "syntax error"
+        problems.add(path, f"is not valid YAML{where}: {reason}")
+        return None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.add(path, "must be a YAML mapping of keys to values")
+        return None
+    return data
+
+
+def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checker]], problems: _Problems) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(schema)}"
+            problems.add(path, f"unknown key '{key}'{hint}")
+            continue
+        attribute, checker = schema[key]
+        if raw is None:
+            continue
+        try:
+            values[attribute] = checker(raw)
+        except _Invalid as exc:
+            problems.add(path, f"key '{key}' {exc} (got {raw!r})")
+    return values
+
+
+def available_runconfigs(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / CONFIG_DIR).glob("*.runconfig"))
+
+
+def load_project(root: Path | str, environ: Mapping[str, str]) -> ProjectSettings:
+    """Read ``aml_config/project.yml`` (optional). ``SPARKJOBS_HISTORY`` overrides its ``history``."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"Project folder {root} does not exist.")
+    problems = _Problems()
+    path = root / CONFIG_DIR / "project.yml"
+    values: dict[str, Any] = {}
+    if path.exists():
+        data = _read_yaml(path, problems)
+        if data is not None:
+            values = _check(path, data, _PROJECT_KEYS, problems)
+    problems.raise_if_any()
+    cap_mb = values.pop("snapshot_cap_mb", DEFAULT_SNAPSHOT_CAP_MB)
+    history = environ.get("SPARKJOBS_HISTORY") or values.pop("history", None)
+    values.pop("history", None)
+    return ProjectSettings(
+        root=root,
+        name=values.pop("name", None) or root.name,
+        history=history,
+        snapshot_cap_bytes=cap_mb * 1024 * 1024,
+        **values,
+    )
+
+
+def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -> RunSettings:
+    """Load ``aml_config/NAME.runconfig``, the compute it names, and its Spark dependencies."""
+    project = load_project(root, environ)
+    config_dir = project.root / CONFIG_DIR
+    problems = _Problems()
+    runconfig_path = config_dir / f"{name}.runconfig"
+    if not runconfig_path.exists():
+        known = available_runconfigs(project.root)
+        hint = f" Available: {', '.join(known)}." if known else " Run 'sparkjobs init' to create aml_config/."
+        raise ConfigError(f"No run configuration '{name}': {runconfig_path} does not exist.{hint}")
+    data = _read_yaml(runconfig_path, problems)
+    run_values = _check(runconfig_path, data, _RUNCONFIG_KEYS, problems) if data is not None else {}
+    if data is not None and "Target" not in data:
+        problems.add(runconfig_path, "key 'Target' is required (the name of a .compute file)")
+
+    compute = None
+    target = run_values.pop("target", None)
+    if target:
+        named_by = f"key 'Target' in {runconfig_path.name}"
+        compute = _load_compute(config_dir / f"{target}.compute", target, problems, named_by)
+
+    dependencies = SparkDependencies()
+    deps_file = run_values.pop("dependencies_file", None)
+    if deps_file:
+        deps_path = (project.root / deps_file).resolve()
+        if project.root not in deps_path.parents:
+            problems.add(runconfig_path, f"key 'SparkDependenciesFile' points outside the project ({deps_file})")
+        else:
+            deps_data = _read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
+            if deps_data is not None:
+                dependencies = SparkDependencies(**_check(deps_path, deps_data, _DEPENDENCY_KEYS, problems))
+
+    argv = run_values.get("argument_vector")
+    if argv is not None and not argv:
+        problems.add(runconfig_path, "key 'ArgumentVector' must not be empty; use [\"$file\"]")
+    problems.raise_if_any()
+    assert compute is not None
+    return RunSettings(name=name, project=project, compute=compute, dependencies=dependencies, **run_values)
+
+
+def _load_compute(path: Path, name: str, problems: _Problems, named_by: str) -> ComputeSettings | None:
+    data = _read_yaml(path, problems, named_by)
+    if data is None:
+        return None
+    values = _check(path, data, _COMPUTE_KEYS, problems)
+    kind = values.get("type")
+    if "type" not in data:
+        problems.add(path, "key 'type' is required (local, spark or cluster)")
+        return None
+    if kind is None:
+        return None
+    for key in _REQUIRED_BY_TYPE[kind]:
+        if key not in data:
+            problems.add(path, f"key '{key}' is required for type '{kind.value}'")
+    if kind is TargetType.SPARK and "master" in values and not values["master"].startswith(("spark://", "local", "yarn", "k8s://")):
+        problems.add(path, f"key 'master' must be a Spark master URL such as spark://HOST:7077 (got {values['master']!r})")
+    if kind is TargetType.CLUSTER and "livy" in values and not values["livy"].startswith(("http://", "https://")):
+        problems.add(path, f"key 'livy' must be an http(s) URL (got {values['livy']!r})")
+    if kind is TargetType.CLUSTER and "master" in data:
+        problems.add(path, "key 'master' is not allowed for type 'cluster': Livy chooses the master")
+    try:
+        return ComputeSettings(name=name, **values)
+    except TypeError as exc:  # pragma: no cover - the schema and dataclass are kept in step
+        problems.add(path, str(exc))
+        return None
