@@ -1,0 +1,197 @@
+"""The one API that the CLI and the web page use: run, list, show, download, init.
+
+Run logic lives here once; what differs between a local folder and an Azure container is the
+Store behind RunRepository, and what differs between local Spark and a cluster is the Target.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Mapping
+
+from .config import ProjectSettings, RunSettings, TargetType, load_project, load_run_settings
+from .errors import ArtifactTransferError, ConfigError, SparkJobsError, UnsafePathError
+from .runs import Artifact, RunRecord, RunRepository, RunStatus, new_run_id, utc_now
+from .snapshot import Snapshot, build_snapshot, cache_path_for
+from .snapshot_store import SnapshotStore
+from .spark_env import check_java, read_spark_defaults, resource_dir
+from .storage.base import ProgressCallback, Store, safe_join
+from .storage.local import LocalStore
+from .targets.base import Execution, Outcome, SubmitPlan, Target
+
+__all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt"]
+
+_SECRET_CONF = re.compile(r"(?i)fs\.azure\.(account\.key|sas)\.|secret|password")
+
+
+class Interrupt:
+    KILL = "kill"
+    DETACH = "detach"
+
+
+@dataclass
+class RunObserver:
+    """How the shell around the service hears about a run. Every hook is optional."""
+
+    on_line: Callable[[str], None] = lambda line: None
+    on_event: Callable[[str], None] = lambda message: None
+    on_interrupt: Callable[[], str] = lambda: Interrupt.KILL
+    progress: Callable[[str, int], ProgressCallback | None] = lambda label, total: None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    project_dir: Path
+    config: str
+    script: str | None
+    args: tuple[str, ...] = ()
+    detach: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class _Prepared:
+    settings: RunSettings
+    repo: RunRepository
+    target: Target
+    snapshot: Snapshot
+    plan: SubmitPlan
+    secrets: list[str] = field(default_factory=list)
+
+
+class SparkJobs:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.home = Path(self.environ.get("SPARKJOBS_HOME") or "~/.sparkjobs").expanduser().absolute()
+
+    # ---- stores ----------------------------------------------------------------------------
+    def history_store(self, project: ProjectSettings | None = None) -> Store:
+        location = (project.history if project else None) or self.environ.get("SPARKJOBS_HISTORY")
+        if not location:
+            return LocalStore(self.home)
+        from .storage.registry import open_store  # lazy: the Azure SDK is an optional extra
+        from .credentials import resolve_storage_credentials
+
+        project_dir = project.root if project else None
+        return open_store(location, resolve_storage_credentials(location, self.environ, project_dir))
+
+    def repository(self, project_dir: Path | None) -> RunRepository:
+        project = self._project_or_none(project_dir)
+        return RunRepository(self.history_store(project))
+
+    def _project_or_none(self, project_dir: Path | None) -> ProjectSettings | None:
+        if project_dir is None or not (Path(project_dir) / "aml_config").is_dir():
+            return None
+        return load_project(project_dir, self.environ)
+
+    # ---- queries ---------------------------------------------------------------------------
+    def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None) -> list[RunRecord]:
+        project = self._project_or_none(project_dir)
+        repo = RunRepository(self.history_store(project))
+        name = None if all_projects or project is None else project.name
+        runs = []
+        for record in repo.iter_runs(name):
+            runs.append(record)
+            if limit and len(runs) >= limit:
+                break
+        return runs
+
+    def get_run(self, project_dir: Path | None, run_id: str) -> RunRecord:
+        repo = self.repository(project_dir)
+        return repo.load(repo.resolve(run_id))
+
+    def get_log(self, project_dir: Path | None, run_id: str) -> str:
+        repo = self.repository(project_dir)
+        record = repo.load(repo.resolve(run_id))
+        if not record.log:
+            return ""
+        try:
+            return repo.store.get_bytes(record.log).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def download(
+        self,
+        project_dir: Path | None,
+        run_id: str,
+        path: str,
+        dest: Path,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[Path]:
+        """Download one artifact, or every artifact under a folder, into dest.
+
+        ``path`` is relative to the run (``outputs/model.pkl``); the artifact keeps its path
+        relative to the folder asked for, and nothing may land outside dest.
+        """
+        repo = self.repository(project_dir)
+        record = repo.load(repo.resolve(run_id))
+        wanted = path.strip("/")
+        if wanted and wanted != "outputs" and not wanted.startswith("outputs/"):
+            wanted = f"outputs/{wanted}"
+        parts = PurePosixPath(wanted).parts
+        if ".." in parts or PurePosixPath(wanted).is_absolute():
+            raise UnsafePathError(f"Artifact path {path!r} may not contain '..'.")
+        matches = [a for a in record.artifacts if a.path == wanted or a.path.startswith(wanted.rstrip("/") + "/")]
+        if not matches:
+            raise ConfigError(f"Run {record.id} has no artifact {path!r}; see 'sparkjobs runs show {record.id}'.")
+        base = str(PurePosixPath(wanted).parent) if len(matches) == 1 and matches[0].path == wanted else wanted
+        written = []
+        for artifact in matches:
+            relative = artifact.path[len(base) + 1 :] if base not in ("", ".") else artifact.path
+            target = safe_join(Path(dest), relative)  # refuses anything that would escape dest
+            repo.store.get_file(f"{repo.run_prefix(record.id)}/{artifact.path}", target)
+            if progress:
+                progress(artifact.size)
+            written.append(target)
+        return written
+
+    # ---- init ------------------------------------------------------------------------------
+    def init_project(self, project_dir: Path, *, force: bool = False) -> list[Path]:
+        template = resource_dir("aml_config")
+        dest = Path(project_dir) / "aml_config"
+        created = []
+        files = [p for p in sorted(template.iterdir()) if p.is_file()]
+        clashes = [dest / p.name for p in files if (dest / p.name).exists()]
+        if clashes and not force:
+            names = ", ".join(str(c) for c in clashes)
+            raise ConfigError(f"{names} already exist; use --force to overwrite them.")
+        dest.mkdir(parents=True, exist_ok=True)
+        for source in files:
+            shutil.copyfile(source, dest / source.name)
+            created.append(dest / source.name)
+        return created
+
+    # ---- run -------------------------------------------------------------------------------
+    def run(self, request: RunRequest, observer: RunObserver | None = None) -> RunRecord:
+        from .run_flow import execute_run  # kept apart so this module stays a readable index
+
+        return execute_run(self, request, observer or RunObserver())
+
+    def describe_run(self, request: RunRequest) -> dict:
+        """What ``run`` would do, for --dry-run: nothing is submitted or recorded; secrets are ***."""
+        from .run_flow import prepare
+
+        repo, plan, target = prepare(self, request, RunObserver())
+        return {
+            "run_id": plan.run_id,
+            "project": plan.settings.project.name,
+            "target": {"name": plan.settings.compute.name, "type": plan.settings.compute.type.value},
+            "run_store": repo.store.location,
+            "snapshot": {"digest": plan.snapshot.digest, "files": len(plan.snapshot.entries), "bytes": plan.snapshot.total_size},
+            "script": plan.script,
+            "args": list(plan.args),
+            "env": dict(plan.env),
+            "spark_conf": dict(plan.spark_conf),
+            "hadoop_secrets": {key: "***" for key in plan.hadoop_secrets},
+            "submit": target.describe(plan),
+        }
+
+    def attach(self, project_dir: Path | None, run_id: str, observer: RunObserver | None = None) -> RunRecord:
+        """Resume watching a detached or interrupted run on a target that supports it."""
+        from .run_flow import reattach
+
+        return reattach(self, project_dir, run_id, observer or RunObserver())

@@ -1,0 +1,83 @@
+"""The Target seam: local, spark and cluster are peers behind ``submit(plan) -> Execution``."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ..config import RunSettings
+from ..runs import RunStatus
+from ..snapshot import Snapshot
+
+__all__ = ["SubmitPlan", "Outcome", "Execution", "Target", "LineSink", "JobLocations"]
+
+LineSink = Callable[[str], None]
+"""Receives each line of job output (without its newline) as it arrives."""
+
+
+@dataclass(frozen=True)
+class JobLocations:
+    """Where a job's outputs and shared folder are, as the job sees them: local paths on the
+    local target, wasbs://, abfss:// or file:// URIs on clusters. Both end with a separator."""
+
+    outputs: str
+    shared: str
+
+
+@dataclass(frozen=True)
+class SubmitPlan:
+    """Everything a target needs to start one run; built once by the service."""
+
+    run_id: str
+    settings: RunSettings
+    snapshot: Snapshot
+    script: str  # relative POSIX path inside the snapshot
+    args: tuple[str, ...]
+    env: Mapping[str, str]  # what the job sees (SPARKJOBS_*, AZUREML_*, EnvironmentVariables)
+    spark_conf: Mapping[str, str]  # merged spark-conf/, dependencies and compute conf; no secrets
+    workdir: Path  # a private scratch folder for this run, outside the project
+    hadoop_secrets: Mapping[str, str] = field(default_factory=dict)  # set at run time, never as conf
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: RunStatus
+    exit_code: int | None
+    error: str | None = None
+    local_outputs: Path | None = None  # a folder the service uploads as artifacts, if any
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class Execution(abc.ABC):
+    """A job that has been started. ``stream`` and ``wait`` block; ``kill`` may come from
+    another thread (Ctrl-C handling)."""
+
+    details: Mapping[str, str] = {}
+
+    @abc.abstractmethod
+    def stream(self, sink: LineSink) -> None:
+        """Deliver output lines to sink until the job ends."""
+
+    @abc.abstractmethod
+    def wait(self) -> Outcome: ...
+
+    @abc.abstractmethod
+    def kill(self) -> None: ...
+
+
+class Target(abc.ABC):
+    @abc.abstractmethod
+    def locations(self, settings: RunSettings, workdir: Path, run_id: str) -> JobLocations:
+        """Where this run's outputs and shared folder are, as the job will see them."""
+
+    def hadoop_secrets(self, settings: RunSettings) -> dict[str, str]:
+        """Hadoop keys (storage account keys, SAS) the job needs, attached at run time."""
+        return {}
+
+    @abc.abstractmethod
+    def submit(self, plan: SubmitPlan) -> Execution: ...
+
+    def describe(self, plan: SubmitPlan) -> dict:
+        """What would be sent, for --dry-run, with secrets as ***."""
+        return {}

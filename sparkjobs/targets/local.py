@@ -1,0 +1,122 @@
+"""The local target: spark-submit on this machine, in a fresh copy of the project."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Mapping
+
+from ..config import Framework, RunSettings
+from ..snapshot import materialise
+from ..spark_env import resource_dir, spark_submit_path
+from .base import Execution, JobLocations, SubmitPlan, Target
+from .submit_process import ProcessExecution
+
+__all__ = ["LocalTarget", "spark_submit_argv", "write_private_json", "shared_folder"]
+
+SNAPSHOT_DIR = "snapshot"
+
+
+def shared_folder(settings: RunSettings) -> Path:
+    base = Path(settings.compute.native_shared_directory).expanduser()
+    return base / settings.project.workspace / settings.project.name
+
+
+def write_private_json(path: Path, value: object) -> None:
+    """Write JSON readable by this user only; used for files that may carry secrets."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle)
+
+
+def spark_submit_argv(
+    plan: SubmitPlan,
+    spark_submit: str,
+    master: str,
+    bootstrap: Path,
+    launch_spec: str,
+    *,
+    extra: list[str] | None = None,
+) -> list[str]:
+    deps = plan.settings.dependencies
+    argv = [spark_submit, "--master", master, "--name", f"sparkjobs-{plan.run_id}"]
+    for key, value in with_quiet_driver_log(plan.spark_conf).items():
+        argv += ["--conf", f"{key}={value}"]
+    if deps.packages:
+        argv += ["--packages", ",".join(deps.packages)]
+    if deps.repositories:
+        argv += ["--repositories", ",".join(deps.repositories)]
+    argv += extra or []
+    return argv + [str(bootstrap), launch_spec]
+
+
+def with_quiet_driver_log(conf: Mapping[str, str]) -> dict[str, str]:
+    """Point the driver's log4j at spark-conf/log4j2.properties (Spark at WARN), keeping any
+    extraJavaOptions the user set, so the job's own output is what the user reads."""
+    merged = dict(conf)
+    log4j = resource_dir("spark-conf") / "log4j2.properties"
+    if log4j.exists() and "log4j.configurationFile" not in merged.get("spark.driver.extraJavaOptions", ""):
+        option = f"-Dlog4j.configurationFile=file:{log4j}"
+        merged["spark.driver.extraJavaOptions"] = f"{option} {merged.get('spark.driver.extraJavaOptions', '')}".strip()
+    return merged
+
+
+class LocalTarget(Target):
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+
+    def locations(self, settings: RunSettings, workdir: Path, run_id: str) -> JobLocations:
+        return JobLocations(
+            outputs=str(workdir / SNAPSHOT_DIR / "outputs") + os.sep,
+            shared=str(shared_folder(settings)) + os.sep,
+        )
+
+    def _launch(self, plan: SubmitPlan) -> tuple[Path, Path]:
+        snapshot_dir = plan.workdir / SNAPSHOT_DIR
+        materialise(plan.snapshot, snapshot_dir)
+        (snapshot_dir / "outputs").mkdir(exist_ok=True)
+        shared_folder(plan.settings).mkdir(parents=True, exist_ok=True)
+        credentials = None
+        if plan.hadoop_secrets:
+            credentials = plan.workdir / "credentials.json"
+            write_private_json(credentials, {"hadoop": dict(plan.hadoop_secrets)})
+        spec = {
+            "version": 1,
+            "run_id": plan.run_id,
+            "script": plan.script,
+            "args": list(plan.args),
+            "snapshot_archive": None,
+            "env": dict(plan.env),
+            "outputs_uri": None,
+            "log_uri": None,
+            "credentials_uri": str(credentials) if credentials else None,
+        }
+        launch = plan.workdir / "launch.json"
+        launch.write_text(json.dumps(spec, indent=2))
+        return snapshot_dir, launch
+
+    def process_env(self, plan: SubmitPlan) -> dict[str, str]:
+        env = dict(self._environ)
+        env.update(plan.env)
+        env["PYTHONUNBUFFERED"] = "1"  # the driver's prints reach the terminal as they happen
+        env.setdefault("PYSPARK_PYTHON", sys.executable)
+        env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        return env
+
+    def argv(self, plan: SubmitPlan, launch: Path) -> list[str]:
+        from ..bootstrap import BOOTSTRAP_PATH
+
+        if plan.settings.framework is Framework.PYTHON:
+            return [sys.executable, str(BOOTSTRAP_PATH), str(launch)]
+        submit = str(spark_submit_path(self._environ))
+        return spark_submit_argv(plan, submit, plan.settings.compute.master, BOOTSTRAP_PATH, str(launch))
+
+    def submit(self, plan: SubmitPlan) -> Execution:
+        snapshot_dir, launch = self._launch(plan)
+        return ProcessExecution(
+            self.argv(plan, launch), cwd=snapshot_dir, env=self.process_env(plan), outputs=snapshot_dir / "outputs"
+        )
+
+    def describe(self, plan: SubmitPlan) -> dict:
+        return {"argv": self.argv(plan, plan.workdir / "launch.json"), "cwd": str(plan.workdir / SNAPSHOT_DIR)}
