@@ -4,6 +4,7 @@ Layers: ``_transport`` (HTTP, auth, retries, error translation) → ``client.Liv
 (one method per endpoint, typed models) → ``batch.BatchHandle`` (wait, tail, kill).
 Depends on ``requests`` only and knows nothing of the application using it.
 """
+
 from __future__ import annotations
 
 from livy._logtail import LogLine

@@ -13,6 +13,7 @@ overlaps although both are non-empty, output outran the buffer between two polls
 visible gap marker is emitted.  Lines are never emitted twice; the price is that output
 made of repeating identical lines can be under-reported (the longest overlap wins).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

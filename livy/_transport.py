@@ -6,6 +6,7 @@ HEAD and DELETE are retried after the request was sent; POST is retried by urlli
 when the connection could not even be opened (nothing was sent).  Deciding what to do when
 a POST's outcome is unknown is the client's job, because only it knows the batch name.
 """
+
 from __future__ import annotations
 
 import html

@@ -8,6 +8,7 @@ the log was quiet (a job that stops writing is the one that may have ended), and
 at least every ``STATE_EVERY`` ticks.  Transient trouble (no answer, 429/502/503/504 after
 the transport's retries) costs a tick, not the wait.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,14 +29,18 @@ if TYPE_CHECKING:
 __all__ = ["BatchHandle", "LogLine"]
 
 log = logging.getLogger("livy")
-STATE_EVERY = 10
+STATE_EVERY = 20
 
 
 class _Ticker:
     """A fixed schedule of ticks ending at a deadline; bounded even if the clock stalls."""
 
     def __init__(
-        self, clock: Callable[[], float], sleep: Callable[[float], None], interval: float, timeout: float
+        self,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        interval: float,
+        timeout: float,
     ) -> None:
         if interval <= 0 or timeout < 0:
             raise ValueError("interval must be > 0 and timeout >= 0 seconds")
@@ -183,7 +188,9 @@ class BatchHandle:
         try:
             self.batch = self.client.get_batch(self.batch.id)
         except LivyError as exc:
-            log.warning("batch %s ended %s but could not be read again: %s", self.batch.id, state.value, exc)
+            log.warning(
+                "batch %s ended %s but could not be read again: %s", self.batch.id, state.value, exc
+            )
         return self.batch
 
     def _check_deadline(self, ticker: _Ticker) -> None:

@@ -5,6 +5,7 @@ a batch never existed (:class:`BatchNotFound`) or existed and was forgotten
 (:class:`BatchForgotten`).  ``POST /batches`` is never retried blindly; see
 :meth:`LivyClient.create_batch`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,7 +101,9 @@ class LivyClient:
         cause: LivyError | None = None
         for attempt in range(2):
             try:
-                return self._remember(Batch.from_json(self._call("POST", "/batches", None, body=request.to_json())))
+                return self._remember(
+                    Batch.from_json(self._call("POST", "/batches", None, body=request.to_json()))
+                )
             except DuplicateBatchName as exc:
                 if attempt == 0:
                     raise
@@ -156,7 +159,9 @@ class LivyClient:
     ) -> LogPage:
         """``GET /batches/{id}/log?from=&size=``; ``size=-1`` returns the whole log view."""
         params = {k: v for k, v in (("from", offset), ("size", size)) if v is not None}
-        return LogPage.from_json(self._call("GET", self._path(batch) + "/log", batch, params=params))
+        return LogPage.from_json(
+            self._call("GET", self._path(batch) + "/log", batch, params=params)
+        )
 
     def list_batches(self, *, offset: int = 0, size: int = 100) -> BatchList:
         body = self._call("GET", "/batches", None, params={"from": offset, "size": size})
@@ -240,15 +245,19 @@ class LivyClient:
         cls: type[LivyHTTPError]
         if exc.status == 404 and batch is not None and "not found" in exc.message:
             if self._key(batch) in self._seen:
-                cls, hint = BatchForgotten, (
-                    "this client saw it before: Livy forgets a finished batch after "
-                    "livy.server.session.state-retain.sec, and every batch when it restarts"
+                cls, hint = (
+                    BatchForgotten,
+                    (
+                        "this client saw it before: Livy forgets a finished batch after "
+                        "livy.server.session.state-retain.sec, and every batch when it restarts"
+                    ),
                 )
             else:
                 cls, hint = BatchNotFound, "no batch with that id or name"
         elif exc.status == 400 and "Duplicate session name" in exc.message:
-            cls, hint = DuplicateBatchName, (
-                "batch names must be unique while Livy retains the earlier batch"
+            cls, hint = (
+                DuplicateBatchName,
+                ("batch names must be unique while Livy retains the earlier batch"),
             )
         else:
             return exc

@@ -19,6 +19,7 @@ Transport and status errors are separate branches, as in httpx: a caller that re
 network trouble should not also retry a 400.  ``requests`` exceptions never leave the package;
 they are translated in ``livy._transport`` with ``raise ... from exc``.
 """
+
 from __future__ import annotations
 
 __all__ = [

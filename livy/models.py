@@ -4,6 +4,7 @@ Parsing is lenient where Livy versions differ (older servers omit fields, newer 
 some) and strict where a client cannot go on without a value (``id``, ``state``): those
 raise :class:`~livy.errors.LivyProtocolError`, never ``KeyError``.
 """
+
 from __future__ import annotations
 
 import enum
@@ -311,8 +312,10 @@ class BatchRequest:
             value = getattr(self, f.name)
             if value is None or (not isinstance(value, (int, str)) and len(value) == 0):
                 continue
-            body[f.metadata["json"]] = list(value) if isinstance(value, tuple) else (
-                dict(value) if isinstance(value, Mapping) else value
+            body[f.metadata["json"]] = (
+                list(value)
+                if isinstance(value, tuple)
+                else (dict(value) if isinstance(value, Mapping) else value)
             )
         return body
 

@@ -7,6 +7,7 @@ after the retention period.  Batches run real ``spark-submit --master local[1]``
 ``python`` runner runs the file with the current interpreter instead, for tests of
 polling and log buffers where Spark itself is not under test.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,13 @@ __all__ = ["BadBody", "Rejected", "Record", "Registry", "RUNNERS"]
 
 RUNNERS = ("spark-submit", "python")
 TERMINAL = frozenset({"success", "dead", "killed", "error"})
-BLACKLIST = ("spark.master", "spark.submit.deployMode", "spark.yarn.jar", "spark.yarn.jars", "spark.yarn.archive")
+BLACKLIST = (
+    "spark.master",
+    "spark.submit.deployMode",
+    "spark.yarn.jar",
+    "spark.yarn.jars",
+    "spark.yarn.archive",
+)
 STRINGS = ("file", "proxyUser", "className", "driverMemory", "executorMemory", "queue", "name")
 INTS = ("driverCores", "executorCores", "numExecutors")
 LISTS = ("args", "jars", "pyFiles", "files", "archives")
@@ -65,7 +72,14 @@ class Record:
         self.stderr: deque[str] = deque(maxlen=self.log_lines)
 
     def view(self) -> list[str]:
-        return ["stdout: ", *self.stdout, "\nstderr: ", *self.stderr, "\nYARN Diagnostics: ", *self.diagnostics]
+        return [
+            "stdout: ",
+            *self.stdout,
+            "\nstderr: ",
+            *self.stderr,
+            "\nYARN Diagnostics: ",
+            *self.diagnostics,
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,7 +103,10 @@ class Record:
 def check_body(body: object) -> dict[str, Any]:
     """Jackson's part: unknown fields and wrong types become a bare-string 400."""
     if not isinstance(body, dict):
-        raise BadBody("Cannot deserialize instance of `org.apache.livy.server.batch.CreateBatchRequest` out of non-object token")
+        raise BadBody(
+            "Cannot deserialize instance of `org.apache.livy.server.batch.CreateBatchRequest` "
+            "out of non-object token"
+        )
     for key, value in body.items():
         if key not in KNOWN:
             known = ", ".join(f'"{k}"' for k in KNOWN)
@@ -102,10 +119,16 @@ def check_body(body: object) -> dict[str, Any]:
             or (key in STRINGS and isinstance(value, str))
             or (key in INTS and isinstance(value, int) and not isinstance(value, bool))
             or (key in LISTS and isinstance(value, list) and all(isinstance(v, str) for v in value))
-            or (key == "conf" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
+            or (
+                key == "conf"
+                and isinstance(value, dict)
+                and all(isinstance(v, str) for v in value.values())
+            )
         )
         if not ok:
-            raise BadBody(f'Cannot deserialize value of field "{key}" of CreateBatchRequest from {type(value).__name__}')
+            raise BadBody(
+                f'Cannot deserialize value of field "{key}" of CreateBatchRequest from {type(value).__name__}'
+            )
     return body
 
 
@@ -145,7 +168,13 @@ class Registry:
     """All batches of one server; every method is thread-safe."""
 
     def __init__(
-        self, *, runner: str, whitelist: Sequence[Path], retention: float, log_lines: int, workdir: Path
+        self,
+        *,
+        runner: str,
+        whitelist: Sequence[Path],
+        retention: float,
+        log_lines: int,
+        workdir: Path,
     ) -> None:
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}")
@@ -177,7 +206,11 @@ class Registry:
         """Forget finished batches older than the retention period."""
         now = time.monotonic() if now is None else now
         with self.lock:
-            for rid in [r.id for r in self.records.values() if r.finished_at is not None and now - r.finished_at >= self.retention]:
+            for rid in [
+                r.id
+                for r in self.records.values()
+                if r.finished_at is not None and now - r.finished_at >= self.retention
+            ]:
                 del self.records[rid]
 
     # -- changes ---------------------------------------------------------------------------
@@ -201,7 +234,9 @@ class Registry:
                 raise Rejected(f"Duplicate session name: Some({name}) for session {rid}")
             record = Record(rid, name, dict(body), self.log_lines)
             self.records[rid] = record
-            thread = threading.Thread(target=self._run, args=(record, self._argv(body, resolved)), daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(record, self._argv(body, resolved)), daemon=True
+            )
             self.threads.append(thread)
         thread.start()
         return record
@@ -249,17 +284,30 @@ class Registry:
             return [sys.executable, "-u", file, *args]
         argv = ["spark-submit", "--master", "local[1]"]
         conf = dict(body.get("conf") or {})
-        for key, spark_key in (("driverCores", "spark.driver.cores"), ("executorCores", "spark.executor.cores"),
-                               ("numExecutors", "spark.executor.instances"), ("queue", "spark.yarn.queue")):
+        for key, spark_key in (
+            ("driverCores", "spark.driver.cores"),
+            ("executorCores", "spark.executor.cores"),
+            ("numExecutors", "spark.executor.instances"),
+            ("queue", "spark.yarn.queue"),
+        ):
             if body.get(key) is not None:
                 conf[spark_key] = str(body[key])
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
-        for key, flag in (("name", "--name"), ("className", "--class"),
-                          ("driverMemory", "--driver-memory"), ("executorMemory", "--executor-memory")):
+        for key, flag in (
+            ("name", "--name"),
+            ("className", "--class"),
+            ("driverMemory", "--driver-memory"),
+            ("executorMemory", "--executor-memory"),
+        ):
             if body.get(key):
                 argv += [flag, body[key]]
-        for key, flag in (("pyFiles", "--py-files"), ("files", "--files"), ("jars", "--jars"), ("archives", "--archives")):
+        for key, flag in (
+            ("pyFiles", "--py-files"),
+            ("files", "--files"),
+            ("jars", "--jars"),
+            ("archives", "--archives"),
+        ):
             if resolved[key]:
                 argv += [flag, ",".join(local(u) for u in resolved[key])]
         return [*argv, file, *args]
@@ -270,8 +318,15 @@ class Registry:
             if record.state in TERMINAL:
                 return
             try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, cwd=self.workdir, env=env, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=self.workdir,
+                    env=env,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 record.stderr.append(f"cannot start {argv[0]}: {exc}")
                 record.finish("dead")
@@ -280,8 +335,10 @@ class Registry:
             if self.runner == "python":
                 record.app_id = f"local-{int(time.time() * 1000)}"
         assert proc.stdout is not None and proc.stderr is not None
-        pumps = [threading.Thread(target=self._pump, args=(record, pipe, buf), daemon=True)
-                 for pipe, buf in ((proc.stdout, record.stdout), (proc.stderr, record.stderr))]
+        pumps = [
+            threading.Thread(target=self._pump, args=(record, pipe, buf), daemon=True)
+            for pipe, buf in ((proc.stdout, record.stdout), (proc.stderr, record.stderr))
+        ]
         for pump in pumps:
             pump.start()
         code = proc.wait()

@@ -7,6 +7,7 @@ gateway HTML error page (a 502/503 "storm"), the connection dropped right after 
 was processed, a batch killed server side, retention expired at once, a restart that
 forgets every batch and counts ids from 0 again.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,14 @@ __all__ = ["LivyTestServer", "PAYLOADS"]
 
 PAYLOADS = Path(__file__).parent / "payloads"
 VERSION = json.loads((PAYLOADS / "version.json").read_text())
-HTML_PAGES = {401: "gateway_401.html", 400: "csrf_400.html", 404: "jetty_404.html",
-              502: "gateway_502.html", 503: "gateway_503.html", 504: "gateway_504.html"}
+HTML_PAGES = {
+    401: "gateway_401.html",
+    400: "csrf_400.html",
+    404: "jetty_404.html",
+    502: "gateway_502.html",
+    503: "gateway_503.html",
+    504: "gateway_504.html",
+}
 
 
 def html_page(status: int) -> str:
@@ -65,16 +72,24 @@ class LivyTestServer:
         self.auth = auth
         self.csrf = csrf
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="livy-test-")
-        self.registry = Registry(runner=runner, whitelist=whitelist, retention=retention,
-                                 log_lines=log_lines, workdir=workdir or Path(self._tmp.name))  # type: ignore[union-attr]
+        self.registry = Registry(
+            runner=runner,
+            whitelist=whitelist,
+            retention=retention,
+            log_lines=log_lines,
+            workdir=workdir or Path(self._tmp.name),
+        )  # type: ignore[union-attr]
         self.requests: Counter[str] = Counter()
         self._faults: list[_Fault] = []
         self._drop_posts = 0
         self._lock = threading.Lock()
+        self._stopped = False
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.livy = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -87,6 +102,9 @@ class LivyTestServer:
 
     def stop(self) -> None:
         """Stop serving and kill every child process this server started (by pid)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
@@ -138,9 +156,18 @@ class LivyTestServer:
             raise KeyError(batch_id)
         return record
 
+    def faults_left(self) -> int:
+        """Injected error answers not yet served."""
+        with self._lock:
+            return sum(f.count for f in self._faults) + self._drop_posts
+
     def count(self, method: str, suffix: str = "") -> int:
         """Requests received with this method whose path (after the base path) ends with suffix."""
-        return sum(n for key, n in self.requests.items() if key.startswith(method + " ") and key.endswith(suffix))
+        return sum(
+            n
+            for key, n in self.requests.items()
+            if key.startswith(method + " ") and key.endswith(suffix)
+        )
 
     # -- used by the handler -----------------------------------------------------------------
 
@@ -165,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30
     server: ThreadingHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+    def log_message(self, format: str, *args: Any) -> None:  # quiet tests
         pass
 
     def do_GET(self) -> None:
@@ -182,7 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- answers -----------------------------------------------------------------------------
 
-    def _send(self, status: int, body: str, content_type: str, extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: str, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
         data = body.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -215,9 +244,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html(401, {"WWW-Authenticate": 'Basic realm="Livy"'})
         if not parts.path.startswith(livy.base_path + "/") and parts.path != livy.base_path:
             return self._html(404)
-        path = parts.path[len(livy.base_path):].rstrip("/") or "/"
+        path = parts.path[len(livy.base_path) :].rstrip("/") or "/"
         livy.requests[f"{method} {path}"] += 1
-        if livy.csrf and method in ("POST", "DELETE", "PUT") and not self.headers.get("X-Requested-By"):
+        if (
+            livy.csrf
+            and method in ("POST", "DELETE", "PUT")
+            and not self.headers.get("X-Requested-By")
+        ):
             return self._html(400)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
@@ -229,7 +262,9 @@ class _Handler(BaseHTTPRequestHandler):
         expected = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         return self.headers.get("Authorization", "") == f"Basic {expected}"
 
-    def _route(self, livy: LivyTestServer, method: str, parts: list[str], query: dict[str, str], raw: bytes) -> None:
+    def _route(
+        self, livy: LivyTestServer, method: str, parts: list[str], query: dict[str, str], raw: bytes
+    ) -> None:
         if parts == ["version"] and method == "GET":
             return self._json(200, VERSION)
         if parts[:1] != ["batches"]:
@@ -257,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _list(self, livy: LivyTestServer, start: int, size: int) -> None:
         records = livy.registry.all()
         with livy.registry.lock:
-            sessions = [r.to_json() for r in records[start:start + size]]
+            sessions = [r.to_json() for r in records[start : start + size]]
         self._json(200, {"from": start, "total": len(records), "sessions": sessions})
 
     def _log(self, record: Record, query: dict[str, str]) -> None:
@@ -271,14 +306,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif start < 0:
             start = max(0, len(lines) - size)
         until = len(lines) if size < 0 else start + size
-        self._json(200, {"id": record.id, "from": start, "total": len(lines), "log": lines[start:until]})
+        self._json(
+            200, {"id": record.id, "from": start, "total": len(lines), "log": lines[start:until]}
+        )
 
     def _create(self, livy: LivyTestServer, raw: bytes) -> None:
         try:
             body = json.loads(raw or b"null")
             record = livy.registry.create(body)
         except json.JSONDecodeError as exc:
-            return self._json(400, f"Unexpected character: {exc.msg} at line {exc.lineno} column {exc.colno}")
+            return self._json(
+                400, f"Unexpected character: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            )
         except BadBody as exc:
             return self._json(400, str(exc))
         except Rejected as exc:

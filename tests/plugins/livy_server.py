@@ -5,7 +5,10 @@
 the test's ``tmp_path`` is whitelisted unless ``whitelist`` is given.  Every server a test
 started is stopped afterwards, which also kills the child processes it ran (by pid).
 ``livy_server`` is one default server: real spark-submit runner, CSRF on, no auth.
+``livy_client_factory(server, **options)`` makes a ``LivyClient`` for a server with
+instant retries (backoff 0) and short timeouts, closed after the test.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -14,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from livy import LivyClient, RetryPolicy
 from livy_server import LivyTestServer
 
-__all__ = ["livy_server_factory", "livy_server"]
+__all__ = ["livy_server_factory", "livy_server", "livy_client_factory"]
 
 
 @pytest.fixture
@@ -37,3 +41,19 @@ def livy_server_factory(tmp_path: Path) -> Iterator[Callable[..., LivyTestServer
 @pytest.fixture
 def livy_server(livy_server_factory: Callable[..., LivyTestServer]) -> LivyTestServer:
     return livy_server_factory()
+
+
+@pytest.fixture
+def livy_client_factory() -> Iterator[Callable[..., LivyClient]]:
+    clients: list[LivyClient] = []
+
+    def make(server: LivyTestServer, **options: Any) -> LivyClient:
+        options.setdefault("retry", RetryPolicy(attempts=4, backoff=0))
+        options.setdefault("timeout", (5.0, 20.0))
+        client = LivyClient(options.pop("url", server.url), **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

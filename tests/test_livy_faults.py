@@ -1,0 +1,194 @@
+"""Faults a real Livy deployment shows, injected into the test server.
+
+Tests marked "polling" use the server's ``python`` runner (a fast fake command instead of
+spark-submit): they test the client's polling, not Spark.  The others run spark-submit.
+Polls use a compressed clock: the client's 5 s schedule, milliseconds of real time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from livy import (
+    BatchForgotten,
+    BatchHandle,
+    BatchMismatch,
+    BatchNotFound,
+    BatchRequest,
+    BatchState,
+    BatchTimeout,
+    RetryPolicy,
+    SubmissionUnknown,
+)
+from livy_server import CompressedClock, LivyTestServer, wait_until
+
+
+@pytest.fixture
+def sleeper(tmp_path):
+    script = tmp_path / "sleeper.py"
+    script.write_text(
+        "import sys, time\ntime.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 120)\n"
+    )
+    return script
+
+
+@dataclass
+class Polled:
+    server: LivyTestServer
+    handle: BatchHandle
+    clock: CompressedClock
+    go: Path  # the job exits 0 once this file exists
+
+
+@pytest.fixture
+def polled(livy_server_factory, livy_client_factory, tmp_path):
+    """Start a python-runner batch that ends when ``go`` exists, polled on a compressed clock."""
+    script = tmp_path / "gated.py"
+    script.write_text(
+        "import os, sys, time\nend = time.monotonic() + 60\n"
+        "while not os.path.exists(sys.argv[1]) and time.monotonic() < end:\n    time.sleep(0.01)\n"
+    )
+
+    def start(name: str, before_sleep: Callable[[Polled], None], **client_options) -> Polled:
+        server = livy_server_factory(runner="python")
+        client = livy_client_factory(server, **client_options)
+        clock = CompressedClock(before_sleep=lambda: before_sleep(run))
+        go = tmp_path / "go"
+        request = BatchRequest(file=str(script), args=[str(go)], name=name)
+        handle = client.submit(request, sleep=clock.sleep, clock=clock.clock)
+        run = Polled(server, handle, clock, go)
+        return run
+
+    return start
+
+
+def test_polling_wait_survives_502_and_503_storms(polled, caplog):
+    storms = iter([(7, 502), (7, 503), None, None])
+
+    def storm_then_finish(run: Polled) -> None:
+        step = next(storms, None)
+        if step is not None:
+            run.server.fail_next(*step)
+        elif len(run.clock.sleeps) >= 4:
+            run.go.touch()
+
+    run = polled("stormy", storm_then_finish, retry=RetryPolicy(attempts=3, backoff=0))
+    with caplog.at_level(logging.WARNING, logger="livy"):
+        final = run.handle.wait(timeout=3600, interval=5.0)
+    assert final.state is BatchState.SUCCESS and run.server.faults_left() == 0
+    assert any("HTTP 502" in r.message for r in caplog.records)
+    assert any("HTTP 503" in r.message for r in caplog.records)
+
+
+def test_connection_dropped_after_post_starts_one_batch(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server)
+    livy_server.drop_after_next_post()
+    batch = client.create_batch(BatchRequest(file=str(sleeper), name="once"))
+    assert batch.name == "once" and livy_server.batch_count() == 1
+    assert livy_server.count("POST", "/batches") == 1
+    assert livy_server.count("GET", "/batches/once") == 1
+
+
+def test_gateway_error_before_livy_submits_again_once(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server)
+    livy_server.fail_next(1, 503, methods=("POST",))  # the gateway never reached Livy
+    batch = client.create_batch(BatchRequest(file=str(sleeper), name="again"))
+    assert batch.id == 0 and livy_server.batch_count() == 1
+    assert livy_server.count("POST", "/batches") == 1  # the 503 never reached Livy
+    assert livy_server.count("GET", "/batches/again") == 1  # looked up before submitting again
+    assert livy_server.faults_left() == 0
+
+
+def test_unsettled_submission_is_reported_not_repeated(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server, retry=RetryPolicy(attempts=2, backoff=0))
+    livy_server.drop_after_next_post()
+    livy_server.fail_next(5, 503)
+    with pytest.raises(SubmissionUnknown) as unknown:
+        client.create_batch(BatchRequest(file=str(sleeper), name="unsure"))
+    assert unknown.value.name == "unsure" and "'unsure'" in str(unknown.value)
+    assert livy_server.batch_count() == 1 and livy_server.count("POST", "/batches") == 1
+
+
+def test_killed_server_side_then_forgotten_after_retention(
+    livy_server, livy_client_factory, sleeper
+):
+    client = livy_client_factory(livy_server)
+    clock = CompressedClock()
+    handle = client.submit(
+        BatchRequest(file=str(sleeper), name="victim"), sleep=clock.sleep, clock=clock.clock
+    )
+    livy_server.kill_batch(handle.id)
+    assert handle.wait(timeout=600, interval=5.0).state is BatchState.KILLED
+    livy_server.expire_retention()
+    with pytest.raises(BatchForgotten) as forgotten:
+        handle.refresh()
+    assert "retain" in str(forgotten.value) and forgotten.value.status == 404
+    with pytest.raises(BatchForgotten):
+        handle.wait(timeout=600, interval=5.0)
+    stranger = livy_client_factory(livy_server)
+    with pytest.raises(BatchNotFound) as never:
+        stranger.get_batch(handle.id)
+    assert type(never.value) is BatchNotFound
+
+
+def test_restart_reuses_ids_and_the_check_catches_it(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server)
+    old = client.create_batch(BatchRequest(file=str(sleeper), name="before-restart"))
+    livy_server.restart()
+    new = client.create_batch(BatchRequest(file=str(sleeper), name="after-restart"))
+    assert old.id == new.id == 0
+    assert client.get_batch_checked(0, "after-restart").name == "after-restart"
+    with pytest.raises(BatchMismatch, match="'after-restart', not 'before-restart'"):
+        client.get_batch_checked(0, "before-restart")
+    with pytest.raises(BatchMismatch):
+        client.attach(0, "before-restart")
+    with pytest.raises(BatchForgotten):
+        client.get_batch_by_name("before-restart")
+
+
+def test_kill_deletes_and_kills_the_process(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server)
+    handle = client.submit(BatchRequest(file=str(sleeper), name="doomed"))
+    record = livy_server.batch(handle.id)
+    assert wait_until(lambda: record.proc is not None)
+    handle.kill()
+    assert record.proc.poll() is not None and livy_server.batch_count() == 0
+    assert handle.state is BatchState.KILLED
+    assert handle.wait(timeout=10).state is BatchState.KILLED  # no call: Livy forgot it
+    handle.kill()  # twice is fine
+    with pytest.raises(BatchForgotten):
+        client.get_batch(handle.id)
+
+
+def test_polling_wait_has_a_deadline(livy_server_factory, livy_client_factory, sleeper):
+    server = livy_server_factory(runner="python")
+    client = livy_client_factory(server)
+    clock = CompressedClock()
+    handle = client.submit(
+        BatchRequest(file=str(sleeper), name="slow"), sleep=clock.sleep, clock=clock.clock
+    )
+    with pytest.raises(BatchTimeout, match="still 'running' after the deadline") as late:
+        handle.wait(timeout=30, interval=5.0)
+    assert late.value.batch_id == handle.id and clock.now - 1000.0 == 30.0
+    assert server.count("GET", "/state") == 7  # at 0, 5, ..., 30 s: one call per interval
+
+
+def test_polling_unknown_state_keeps_waiting(polled):
+    seen: list[str] = []
+
+    def observe(run: Polled) -> None:
+        seen.append(run.handle.batch.state_raw)
+        if len(seen) == 3:
+            run.go.touch()
+
+    run = polled("odd", observe)
+    record = run.server.batch(run.handle.id)
+    assert wait_until(lambda: record.proc is not None)
+    record.state = "waiting_for_quota"  # a state a future Livy might send
+    final = run.handle.wait(timeout=3600, interval=5.0)
+    assert seen[0] == "waiting_for_quota" and final.state is BatchState.SUCCESS
