@@ -20,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from livy import BatchRequest, LivyClient, RetryPolicy  # noqa: E402
 from livy_server import LivyTestServer  # noqa: E402
+
+from livy import BatchRequest, LivyClient, RetryPolicy  # noqa: E402
 
 INTERVAL = 0.2
 PRINTER = """

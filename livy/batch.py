@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 
 from livy._logtail import LIVY_LOG_LINES, LogFollower, LogLine
 from livy._transport import RETRYABLE_STATUSES
-from livy.errors import BatchNotFound, BatchTimeout, LivyError, LivyHTTPError, LivyTransportError
+from livy.errors import (
+    BatchNotFound,
+    BatchTimeout,
+    LivyError,
+    LivyHTTPError,
+    LivyTransportError,
+)
 from livy.models import Batch, BatchState
 
 if TYPE_CHECKING:

@@ -88,7 +88,8 @@ class LivyClient:
         When the outcome is unknown (connection dropped or timed out after sending, or a
         gateway 502/503/504), the batch is looked up by name: if it exists it is returned;
         if Livy says it does not, the request is sent once more.  Livy's duplicate-name
-        check is the last guard: the job is never started twice.
+        check is the last guard: the job is never started twice.  Lookup by name needs
+        Livy 0.6 or later; a request without a name is refused with ValueError.
         """
         if not request.name:
             raise ValueError(
@@ -98,28 +99,14 @@ class LivyClient:
         name = request.name
         log.info("submitting Livy batch %r (file %s)", name, request.file)
         log.debug("batch request %r", request.redacted())
-        cause: LivyError | None = None
-        for attempt in range(2):
-            try:
-                return self._remember(
-                    Batch.from_json(self._call("POST", "/batches", None, body=request.to_json()))
-                )
-            except DuplicateBatchName as exc:
-                if attempt == 0:
-                    raise
-                cause = exc  # our first, lost POST did create it
-            except LivyHTTPError as exc:
-                if exc.status not in _UNKNOWN_OUTCOME:
-                    raise
-                cause = exc
-            except LivyTransportError as exc:
-                cause = exc
-            log.warning("outcome of creating batch %r unknown (%s); looking it up", name, cause)
-            found = self._settle(name, cause)
-            if found is not None:
-                return found
-        assert cause is not None
-        raise cause
+        outcome = self._post_once(request, first=True)
+        if isinstance(outcome, LivyError):  # unknown: exists? if Livy says no, send once more
+            outcome = self._settle(name, outcome) or self._post_once(request, first=False)
+        if isinstance(outcome, LivyError):  # unknown again: exists? if not, give up
+            outcome = self._settle(name, outcome) or outcome
+        if isinstance(outcome, LivyError):
+            raise outcome
+        return outcome
 
     def get_batch(self, batch: BatchKey) -> Batch:
         """``GET /batches/{id}``; a non-numeric key is looked up as a name (Livy >= 0.6)."""
@@ -218,8 +205,25 @@ class LivyClient:
             self._seen.add(self._key(batch.name))
         return batch
 
+    def _post_once(self, request: BatchRequest, *, first: bool) -> Batch | LivyError:
+        """The created batch, or the error that leaves the outcome unknown; raise the rest."""
+        try:
+            body = self._call("POST", "/batches", None, body=request.to_json())
+        except DuplicateBatchName as exc:
+            if first:
+                raise
+            return exc  # our earlier, lost POST did create it
+        except LivyHTTPError as exc:
+            if exc.status not in _UNKNOWN_OUTCOME:
+                raise
+            return exc
+        except LivyTransportError as exc:
+            return exc
+        return self._remember(Batch.from_json(body))
+
     def _settle(self, name: str, cause: LivyError) -> Batch | None:
         """After an unknown POST outcome: the batch if it exists, None if Livy says not."""
+        log.warning("outcome of creating batch %r unknown (%s); looking it up", name, cause)
         try:
             return self.get_batch_by_name(name)
         except BatchNotFound:

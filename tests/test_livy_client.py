@@ -6,8 +6,10 @@ sleep, and each test deletes its batches or leaves them to the fixture, which ki
 
 from __future__ import annotations
 
-import requests
+import logging
+
 import pytest
+import requests
 
 from livy import (
     BatchForgotten,
@@ -176,3 +178,21 @@ def test_no_server_is_a_transport_error(livy_server_factory):
     client = LivyClient(url, retry=RetryPolicy(attempts=2, backoff=0), timeout=(2.0, 2.0))
     with pytest.raises(LivyTransportError, match=r"GET http://127\.0\.0\.1"):
         client.get_version()
+
+
+def test_retry_policy_retries_only_idempotent_calls():
+    retry = RetryPolicy(attempts=5, backoff=0.5, backoff_max=4.0, jitter=0.25).to_urllib3()
+    assert retry.total == 4 and retry.status_forcelist == (429, 502, 503, 504)
+    assert retry.is_retry("GET", 503) and retry.is_retry("DELETE", 502)
+    assert not retry.is_retry("POST", 503) and not retry.is_retry("GET", 500)
+    assert retry.backoff_jitter == 0.25 and retry.backoff_max == 4.0
+
+
+def test_secret_conf_values_never_reach_the_log(livy_server, livy_client_factory, caplog):
+    client = livy_client_factory(livy_server)
+    key = "spark.hadoop.fs.azure.account.key.acct.blob.core.windows.net"
+    request = BatchRequest(file="/outside/whitelist.py", name="secretive", conf={key: "S3CRET-KEY"})
+    with caplog.at_level(logging.DEBUG), pytest.raises(LivyHTTPError):
+        client.create_batch(request)
+    assert any("secretive" in r.getMessage() for r in caplog.records)
+    assert not any("S3CRET-KEY" in r.getMessage() for r in caplog.records)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from livy_server import CompressedClock, LivyTestServer, wait_until
 
 from livy import (
     BatchForgotten,
@@ -25,7 +26,6 @@ from livy import (
     RetryPolicy,
     SubmissionUnknown,
 )
-from livy_server import CompressedClock, LivyTestServer, wait_until
 
 
 @pytest.fixture

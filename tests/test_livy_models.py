@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from livy_server import PAYLOADS
 
 from livy import (
     AppInfo,
@@ -18,7 +19,6 @@ from livy import (
     Version,
 )
 from livy._transport import error_message
-from livy_server import PAYLOADS
 
 
 def payload(name: str) -> object:

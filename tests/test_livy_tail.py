@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from livy_server import CompressedClock, wait_until
 
 from livy import BatchRequest, LogPage
 from livy._logtail import LogFollower, overlap
-from livy_server import CompressedClock, wait_until
 
 H_OUT, H_ERR, H_YARN = "stdout: ", "\nstderr: ", "\nYARN Diagnostics: "
 GATED_PRINTER = """

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livy_server import LivyTestServer
 
 from livy import LivyClient, RetryPolicy
-from livy_server import LivyTestServer
 
 __all__ = ["livy_server_factory", "livy_server", "livy_client_factory"]
 
