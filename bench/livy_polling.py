@@ -43,7 +43,8 @@ class Window:
         self._thread.start()
 
     def polls(self) -> int:
-        return self.server.count("GET", "/state") + self.server.count("GET", "/log")
+        paths = ("/state", "/log", "/batches/0")
+        return sum(self.server.count("GET", path) for path in paths)
 
     def _watch(self, begin: float) -> None:
         time.sleep(begin)

@@ -2,11 +2,12 @@
 
 Polling follows one schedule: at most one request per ``interval`` (Livy itself refreshes
 state from YARN only every 5 s, hence the default).  ``wait()`` polls the cheap
-``/state``.  ``tail()`` needs the log as well, but Livy has no call that answers both, so
-each tick sends one of them: the log while it keeps changing, the state on the tick after
-the log was quiet (a job that stops writing is the one that may have ended), and the state
-at least every ``STATE_EVERY`` ticks.  Transient trouble (no answer, 429/502/503/504 after
-the transport's retries) costs a tick, not the wait.
+``/state``.  ``tail()`` needs the whole log as well, and no Livy call answers both, so
+each tick sends one of them: the whole log while it keeps changing, and the batch (state
+plus the last 10 log lines, used where they overlap what was seen) on the tick after the
+log was quiet (a job that stops writing is the one that may have ended) and at least every
+``STATE_EVERY`` ticks.  Transient trouble (no answer, 429/502/503/504 after the
+transport's retries) costs a tick, not the wait.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from livy._logtail import LIVY_LOG_LINES, LogFollower, LogLine
 from livy._transport import RETRYABLE_STATUSES
@@ -36,6 +37,7 @@ __all__ = ["BatchHandle", "LogLine"]
 
 log = logging.getLogger("livy")
 STATE_EVERY = 20
+_T = TypeVar("_T")
 
 
 class _Ticker:
@@ -157,37 +159,39 @@ class BatchHandle:
                 since_state += 1
                 want_log = bool(lines) and since_state < STATE_EVERY
             else:
-                state = self._poll_state()
+                batch = self._poll(lambda: self.client.get_batch(self.batch.id))
                 since_state, want_log = 0, True
-                if state is not None and state.is_terminal:
-                    yield from self._poll_log(follower) or ()
-                    self._finish(state)
-                    return
+                if batch is not None:
+                    self.batch = batch
+                    yield from follower.feed_tail(batch.log)
+                    if batch.state.is_terminal:
+                        yield from self._poll_log(follower) or ()
+                        return
             self._check_deadline(ticker)
             ticker.pause()
 
     # -- internals -----------------------------------------------------------------------
 
-    def _poll_state(self) -> BatchState | None:
+    def _poll(self, call: Callable[[], _T]) -> _T | None:
+        """One polling call; None when it failed in a way the next tick may not."""
         try:
-            status = self.client.get_batch_state(self.batch.id)
+            return call()
         except LivyError as exc:
             if not _transient(exc):
                 raise
-            log.warning("polling batch %s: %s; will try again", self.batch.id, exc)
+            log.warning("polling Livy batch %s: %s; will try again", self.batch.id, exc)
+            return None
+
+    def _poll_state(self) -> BatchState | None:
+        status = self._poll(lambda: self.client.get_batch_state(self.batch.id))
+        if status is None:
             return None
         self.batch = replace(self.batch, state=status.state, state_raw=status.state_raw)
         return status.state
 
     def _poll_log(self, follower: LogFollower) -> list[LogLine] | None:
-        try:
-            page = self.client.get_batch_log(self.batch.id, offset=0, size=-1)
-        except LivyError as exc:
-            if not _transient(exc):
-                raise
-            log.warning("reading the log of batch %s: %s; will try again", self.batch.id, exc)
-            return None
-        return follower.feed(page)
+        page = self._poll(lambda: self.client.get_batch_log(self.batch.id, offset=0, size=-1))
+        return None if page is None else follower.feed(page)
 
     def _finish(self, state: BatchState) -> Batch:
         """Fetch the full final batch (appId, links); keep the known state if that fails."""

@@ -91,6 +91,25 @@ def test_follower_reads_a_view_without_headers_as_one_stream():
     assert [(x.stream, x.text) for x in follower.feed(page)] == [("log", "a"), ("log", "b")]
 
 
+def test_tail_window_emits_only_what_overlaps_what_was_seen():
+    follower = LogFollower()
+    follower.feed(view(numbered(0, 20), ["e0"]))
+    window = (*numbered(14, 22), H_ERR, "e0", H_YARN)[-10:]  # a Batch's last 10 lines
+    assert [x.text for x in follower.feed_tail(window)] == ["l20", "l21"]
+    assert follower.feed_tail(window) == []
+    out = follower.feed(view(numbered(0, 24), ["e0", "e1"]))
+    assert [x.text for x in out] == ["l22", "l23", "e1"]
+
+
+def test_tail_window_without_overlap_waits_for_the_whole_log():
+    follower = LogFollower()
+    follower.feed(view(numbered(0, 3)))
+    assert follower.feed_tail((*numbered(30, 38), H_ERR, H_YARN)) == []
+    assert follower.feed_tail(("x1", "x2", "diag")) == []
+    out = follower.feed(view(numbered(0, 38)))
+    assert [x.text for x in out] == numbered(3, 38) and not any(x.gap for x in out)
+
+
 def test_repeated_identical_lines_are_under_reported_not_duplicated():
     follower = LogFollower(buffer_lines=3)
     follower.feed(view(["tick"] * 3))
@@ -146,7 +165,7 @@ def test_tail_is_complete_and_exact_when_polled_often_enough(gated):
     assert not any(x.gap for x in lines)
     assert handle.state.value == "success"
     assert set(clock.sleeps) == {5.0}
-    polls = server.count("GET", "/log") + server.count("GET", "/state")
+    polls = sum(server.count("GET", path) for path in ("/log", "/state", f"/batches/{handle.id}"))
     assert polls <= len(clock.sleeps) + 2  # one request per tick, plus the final drain
 
 
