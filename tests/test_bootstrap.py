@@ -1,0 +1,468 @@
+"""The bootstrap under real spark-submit, plus its runtime zip and spec checks.
+
+Every spark-submit run starts at once in one module fixture, since each costs seconds of JVM
+start-up on a small box, and the tests then read their results:
+
+- local mode (``snapshot_archive`` and ``outputs_uri`` null, the project folder as cwd): a run
+  that succeeds, one that calls ``sys.exit(3)``, one that raises; none of them starts a
+  SparkContext, so they are cheap;
+- archive mode with ``file://`` URIs for outputs, log and credentials: a job that reads the
+  credentials and fails, and a job that stops Spark itself before writing outputs.
+
+Spark's scratch space and every temp folder point into the module's tmp tree, so the test that
+looks for the secret scans everything the runs could have written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sparkjobs.bootstrap import BOOTSTRAP_PATH, RUNTIME_MODULES, build_runtime_zip, driver
+
+CREDENTIAL_KEY = "fs.azure.account.key.testacct.blob.core.windows.net"
+SNAPSHOT_NAME = "snapshot-0123abcd.zip"
+
+LOCAL_SCRIPT = '''
+import json, os, sys
+from sparkjobs import context
+
+def report():
+    return {
+        "run_id": context.run_id(),
+        "outputs": context.outputs_path(),
+        "user_var": os.environ.get("USER_VAR"),
+        "argv": sys.argv[1:],
+        "file": __file__,
+        "cwd": os.getcwd(),
+        "context_file": context.__file__,
+        "is_cluster": context.is_cluster(),
+    }
+
+if __name__ == "__main__":
+    with open(context.outputs_path("report.json"), "w") as handle:
+        json.dump(report(), handle)
+    print("local job ran")
+    if sys.argv[1] == "exit3":
+        sys.exit(3)
+    if sys.argv[1] == "raise":
+        raise ValueError("bad alpha")
+'''
+
+FAILING_JOB = '''
+import hashlib, json, os, sys
+from pyspark.sql import SparkSession
+from sparkjobs import context
+from common.helper import greet  # a package at the snapshot root
+import sibling  # a module beside the script
+
+KEY = sys.argv[2]  # the credential's Hadoop key; sys.argv[1] is the sha256 of its value
+ATTACHED = "fs.azure.account.key.otheracct.blob.core.windows.net"
+
+spark = SparkSession.builder.getOrCreate()
+hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+value = hadoop.get(KEY)
+context.attach_storage(spark, "otheracct", key="first-attach")
+context.attach_storage(spark, "otheracct", key="second-attach")
+context.attach_storage(spark, "otheracct", sas="?sv=1&sig=x", container="data")
+checks = {
+    "credential_visible": value is not None and hashlib.sha256(value.encode()).hexdigest() == sys.argv[1],
+    "attached_kept": hadoop.get(ATTACHED) == "first-attach",
+    "sas_set": hadoop.get("fs.azure.sas.data.otheracct.blob.core.windows.net") == "sv=1&sig=x",
+    "greeting": greet(),
+    # pickled by reference: the executor's Python imports common.helper from the shipped archive
+    "executor_greeting": spark.sparkContext.parallelize([1], 1).map(lambda _: greet()).collect()[0],
+    "sibling": sibling.NAME,
+    "data": open("data/input.txt").read().strip(),
+    "outputs_path": context.outputs_path("x.csv"),
+    "is_cluster": context.is_cluster(),
+    "user_var": os.environ.get("USER_VAR"),
+}
+os.makedirs("outputs/nested", exist_ok=True)
+with open("outputs/nested/checks.json", "w") as handle:
+    json.dump(checks, handle)
+print("MARKER-STDOUT")
+print("MARKER-STDERR", file=sys.stderr)
+os.system("echo MARKER-CHILD")
+raise RuntimeError("the job failed on purpose")
+'''
+
+STOPPING_JOB = '''
+from pyspark.sql import SparkSession
+from sparkjobs import context
+
+spark = SparkSession.builder.appName("stops-itself").getOrCreate()
+count = spark.range(3).count()
+spark.range(3).write.json(context.outputs_path("direct"))
+spark.stop()
+with open("outputs/after_stop.txt", "w") as handle:
+    handle.write(f"count={count}")
+print("stopped spark myself")
+'''
+
+SNAPSHOT_FILES = {
+    "jobs/train.py": FAILING_JOB,
+    "jobs/stops.py": STOPPING_JOB,
+    "jobs/sibling.py": 'NAME = "sibling"\n',
+    "common/__init__.py": "",
+    "common/helper.py": 'def greet():\n    return "hello from common"\n',
+    "data/input.txt": "forty-two\n",
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    folder: Path  # local mode: the project folder; archive mode: the run's store folder
+
+
+@dataclass(frozen=True)
+class Launch:
+    spec: dict
+    cwd: Path
+    py_files: tuple[Path, ...]
+    folder: Path
+
+
+def _spec(run_id: str, script: str, **fields) -> dict:
+    spec = {
+        "version": 1,
+        "run_id": run_id,
+        "script": script,
+        "args": [],
+        "snapshot_archive": None,
+        "env": {},
+        "outputs_uri": None,
+        "log_uri": None,
+        "credentials_uri": None,
+    }
+    spec.update(fields)
+    return spec
+
+
+def _local_launches(root: Path, runtime: Path) -> dict[str, Launch]:
+    launches = {}
+    for mode in ("ok", "exit3", "raise"):
+        project = root / mode / "project"
+        project.mkdir(parents=True)
+        (project / "train.py").write_text(LOCAL_SCRIPT)
+        env = {"SPARKJOBS_RUN_ID": f"run-{mode}", "SPARKJOBS_OUTPUTS": str(project / "outputs"), "USER_VAR": mode}
+        spec = _spec(f"run-{mode}", "train.py", args=[mode, "--alpha", "0.5"], env=env)
+        launches[mode] = Launch(spec, project, (runtime,), project)
+    return launches
+
+
+def _archive_launches(root: Path, runtime: Path, secret: str) -> dict[str, Launch]:
+    snapshot = root / SNAPSHOT_NAME
+    with zipfile.ZipFile(snapshot, "w") as archive:
+        for name, text in SNAPSHOT_FILES.items():
+            archive.writestr(name, text)
+    launches = {}
+    for name, script in (("fails", "jobs/train.py"), ("stops", "jobs/stops.py")):
+        store = root / name / "store"
+        (root / name / "container").mkdir(parents=True)
+        store.mkdir()
+        outputs_uri = (store / "outputs").as_uri() + "/"
+        fields = {
+            "args": [hashlib.sha256(secret.encode()).hexdigest(), CREDENTIAL_KEY],
+            "snapshot_archive": SNAPSHOT_NAME,
+            "env": {"SPARKJOBS_RUN_ID": name, "SPARKJOBS_OUTPUTS": outputs_uri, "USER_VAR": name},
+            "outputs_uri": outputs_uri,
+            "log_uri": (store / "driver.log").as_uri(),
+        }
+        if name == "fails":
+            credentials = store / "_credentials.json"
+            credentials.write_text(json.dumps({"hadoop": {CREDENTIAL_KEY: secret}}))
+            fields["credentials_uri"] = credentials.as_uri()
+        launches[name] = Launch(_spec(name, script, **fields), root / name / "container", (snapshot, runtime), store)
+    return launches
+
+
+def _start(name: str, launch: Launch, root: Path) -> subprocess.Popen:
+    spec_path = root / f"{name}.spec.json"
+    spec_path.write_text(json.dumps(launch.spec))
+    command = [
+        "spark-submit", "--master", "local[1]",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", f"spark.local.dir={root / 'tmp'}",
+        "--conf", f"spark.driver.extraJavaOptions=-Djava.io.tmpdir={root / 'tmp'}",
+        "--py-files", ",".join(str(path) for path in launch.py_files),
+        str(BOOTSTRAP_PATH), str(spec_path),
+    ]  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["TMPDIR"] = str(root / "tmp")
+    return subprocess.Popen(
+        command,
+        cwd=launch.cwd,
+        env=env,
+        stdout=open(root / f"{name}.stdout", "w"),
+        stderr=open(root / f"{name}.stderr", "w"),
+    )
+
+
+@pytest.fixture(scope="module")
+def secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def run_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bootstrap-runs")
+
+
+@pytest.fixture(scope="module")
+def runs(run_root: Path, secret: str) -> dict[str, Run]:
+    """Start all five spark-submit runs together and wait for them."""
+    (run_root / "tmp").mkdir()
+    runtime = build_runtime_zip(run_root)
+    launches = {**_local_launches(run_root, runtime), **_archive_launches(run_root, runtime, secret)}
+    processes = {name: _start(name, launch, run_root) for name, launch in launches.items()}
+    results = {}
+    for name, process in processes.items():
+        returncode = process.wait(timeout=240)
+        results[name] = Run(
+            returncode,
+            (run_root / f"{name}.stdout").read_text(),
+            (run_root / f"{name}.stderr").read_text(),
+            launches[name].folder,
+        )
+    return results
+
+
+def _report(run: Run) -> dict:
+    return json.loads((run.folder / "outputs" / "report.json").read_text())
+
+
+# --- local mode ---------------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_local_run_sees_its_environment_and_outputs_folder(runs):
+    run = runs["ok"]
+    assert run.returncode == 0, run.stderr
+    report = _report(run)
+    assert report["run_id"] == "run-ok"
+    assert report["user_var"] == "ok"
+    assert report["outputs"] == str(run.folder / "outputs") + os.sep
+    assert report["argv"] == ["ok", "--alpha", "0.5"]
+    assert report["file"] == str(run.folder / "train.py")
+    assert report["cwd"] == str(run.folder)
+    assert report["is_cluster"] is False
+    assert ".zip" in report["context_file"]  # the shipped runtime zip, not the installed package
+    assert "local job ran" in run.stdout
+
+
+@pytest.mark.spark
+def test_local_run_passes_on_the_scripts_exit_code(runs):
+    assert runs["exit3"].returncode == 3
+    assert _report(runs["exit3"])["run_id"] == "run-exit3"
+
+
+@pytest.mark.spark
+def test_an_uncaught_exception_exits_1_with_the_scripts_traceback(runs):
+    run = runs["raise"]
+    assert run.returncode == 1
+    # The script writes to stderr; spark-submit's PythonRunner merges Python's stderr into stdout.
+    console = run.stdout + run.stderr
+    traceback_text = console[console.index("Traceback (most recent call last)"):]
+    assert "ValueError: bad alpha" in traceback_text
+    assert 'train.py", line' in traceback_text
+    assert "runpy" not in traceback_text  # starts at the user's frame
+
+
+# --- archive mode with file:// URIs -------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_failing_job_still_ships_its_outputs(runs):
+    run = runs["fails"]
+    assert run.returncode == 1
+    checks = json.loads((run.folder / "outputs" / "nested" / "checks.json").read_text())
+    assert checks == {
+        "credential_visible": True,
+        "attached_kept": True,
+        "sas_set": True,
+        "greeting": "hello from common",
+        "executor_greeting": "hello from common",
+        "sibling": "sibling",
+        "data": "forty-two",
+        "outputs_path": (run.folder / "outputs").as_uri() + "/x.csv",
+        "is_cluster": True,
+        "user_var": "fails",
+    }
+    assert not list(run.folder.rglob("*.crc"))
+
+
+@pytest.mark.spark
+def test_driver_log_holds_prints_child_output_and_traceback(runs):
+    run = runs["fails"]
+    log = (run.folder / "driver.log").read_text()
+    for marker in ("MARKER-STDOUT", "MARKER-STDERR", "MARKER-CHILD", "RuntimeError: the job failed on purpose"):
+        assert marker in log
+    assert "MARKER-STDOUT" in run.stdout and "MARKER-STDERR" in run.stdout + run.stderr  # console too
+
+
+@pytest.mark.spark
+def test_credentials_are_deleted_and_the_secret_is_written_nowhere(runs, run_root, secret):
+    assert not (runs["fails"].folder / "_credentials.json").exists()
+    assert "set 1 Hadoop credential setting(s)" in runs["fails"].stdout
+    leaks = [path for path in run_root.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+    assert leaks == []
+
+
+@pytest.mark.spark
+def test_job_that_stops_spark_itself_still_ships_outputs(runs):
+    run = runs["stops"]
+    assert run.returncode == 0, run.stderr
+    outputs = run.folder / "outputs"
+    assert (outputs / "after_stop.txt").read_text() == "count=3"
+    assert (outputs / "direct" / "_SUCCESS").exists()  # what the job wrote to the URI itself
+    assert "stopped spark myself" in (run.folder / "driver.log").read_text()
+
+
+@pytest.mark.spark
+def test_bootstrap_leaves_no_temp_folders(runs, run_root):
+    assert not list((run_root / "tmp").glob("sparkjobs-bootstrap-*"))
+
+
+# --- without Spark ------------------------------------------------------------------------------
+
+
+def test_runtime_zip_is_deterministic_and_content_addressed(tmp_path):
+    first = build_runtime_zip(tmp_path / "a.zip")
+    second = build_runtime_zip(tmp_path / "b.zip")
+    assert first.read_bytes() == second.read_bytes()
+    assert zipfile.ZipFile(first).namelist() == list(RUNTIME_MODULES)
+    folder = tmp_path / "store"
+    folder.mkdir()
+    named = build_runtime_zip(folder)
+    assert named.name == f"sparkjobs-runtime-{hashlib.sha256(first.read_bytes()).hexdigest()[:16]}.zip"
+    assert build_runtime_zip(folder) == named
+    assert sorted(path.name for path in folder.iterdir()) == [named.name]
+
+
+def test_runtime_zip_imports_with_the_standard_library_alone(tmp_path):
+    runtime = build_runtime_zip(tmp_path)
+    code = "import sys; from sparkjobs import context; print(context.__file__, 'pyspark' in sys.modules)"
+    # -S: no site-packages, so neither an installed sparkjobs nor pyspark can be found.
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(runtime), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == [str(runtime / "sparkjobs" / "context.py"), "False"]
+
+
+def test_spec_problems_are_reported_together():
+    bad = _spec("", "../escape.py", args="--alpha", env={"A": 1}, snapshot_archive="s.zip", extra=True)
+    bad["version"] = 2
+    with pytest.raises(driver.BootstrapError) as caught:
+        driver.LaunchSpec.from_json(bad)
+    message = str(caught.value)
+    for fragment in ("unknown key 'extra'", "version is 2", "run_id", "script", "args", "env", "outputs_uri"):
+        assert fragment in message
+
+
+def test_spec_round_trip():
+    spec = driver.LaunchSpec.from_json(_spec("r", "src/train.py", args=["-v"], env={"A": "1"}))
+    assert (spec.script, spec.args, spec.env, spec.outputs_uri) == ("src/train.py", ("-v",), {"A": "1"}, None)
+
+
+@pytest.mark.parametrize("code, expected", [(None, 0), (0, 0), (3, 3), (True, 1), ("fatal: no data", 1)])
+def test_exit_codes_follow_sys_exit(code, expected):
+    assert driver._exit_code(code) == expected
+
+
+@pytest.mark.parametrize(
+    "location, expected",
+    [("/tmp/spec.json", "/tmp/spec.json"), ("file:///tmp/a%20b.json", "/tmp/a b.json"),
+     ("file:/tmp/spec.json", "/tmp/spec.json"), ("wasbs://c@a.blob.core.windows.net/spec.json", None)],
+)  # fmt: skip
+def test_local_path_of_a_location(location, expected):
+    assert driver._local_path(location) == expected
+
+
+def test_child_uri_keeps_the_default_container_form():
+    assert driver._child_uri("wasbs:///runs/r/outputs/", "a/b.txt") == "wasbs:///runs/r/outputs/a/b.txt"
+    assert driver._child_uri("file:///tmp/o", "x") == "file:///tmp/o/x"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"version": 1}, "The launch spec is invalid"),
+        (_spec("r", "train.py", snapshot_archive="missing.zip", outputs_uri="file:///tmp/o/"), "ship it with --py-files"),
+    ],
+)
+def test_bootstrap_errors_exit_2_before_running_anything(tmp_path, spec, message):
+    """No URI to reach and no archive found: plain python runs the bootstrap, no JVM needed."""
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    result = subprocess.run(
+        [sys.executable, str(BOOTSTRAP_PATH), str(spec_path)], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == driver.EXIT_BOOTSTRAP
+    assert message in result.stderr
+
+
+# The tee works on file descriptors 1 and 2, which pytest's own capturing replaces, so these two
+# run in a child Python; its uploader stands in for the Hadoop upload the Spark runs exercise.
+TEE_PROGRAM = """
+import json, os, sys, time
+from pathlib import Path
+from sparkjobs.bootstrap import driver
+
+class CopyingUploader:
+    copies = []
+    def upload(self, local, uri):
+        self.copies.append(Path(local).read_text())
+
+driver.LOG_INTERVAL_SECONDS = 0.2
+driver.LOG_CAP_BYTES = int(sys.argv[2])
+uploader = CopyingUploader()
+with driver._driver_log("file:///ignored/driver.log", uploader, sys.argv[1]):
+    print("from python stdout")
+    print("from python stderr", file=sys.stderr)
+    os.system("echo from a child process")
+    time.sleep(0.7)
+    for number in range(200):
+        print(f"line {number:03d}")
+Path(sys.argv[1], "copies.json").write_text(json.dumps(uploader.copies))
+"""
+
+
+def _tee_run(tmp_path: Path, cap: int) -> tuple[list[str], subprocess.CompletedProcess]:
+    result = subprocess.run(
+        [sys.executable, "-c", TEE_PROGRAM, str(tmp_path), str(cap)], capture_output=True, text=True, check=True
+    )
+    return json.loads((tmp_path / "copies.json").read_text()), result
+
+
+def test_driver_log_tees_descriptors_and_uploads_periodically(tmp_path):
+    copies, console = _tee_run(tmp_path, cap=10**6)
+    assert len(copies) >= 3  # at least two periodic uploads and the final one
+    assert "from python stdout" in copies[1]  # lines reach the log while the job runs
+    lines = copies[-1].splitlines()
+    for line in ("from python stdout", "from python stderr", "from a child process", "line 199"):
+        assert line in lines  # whole lines, even though stdout and stderr interleave
+    assert "from python stdout" in console.stdout and "from python stderr" in console.stderr
+
+
+def test_driver_log_is_capped_but_the_console_gets_everything(tmp_path):
+    copies, console = _tee_run(tmp_path, cap=1000)
+    assert "line 199" not in copies[-1]
+    assert copies[-1].endswith("[sparkjobs: driver log truncated here; the console has the rest]\n")
+    assert "line 199" in console.stdout
