@@ -184,22 +184,29 @@ def _without_sigint(action) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer: "RunObserver"):
+def _collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer: "RunObserver", workdir: Path):
     """Upload a local outputs folder (also after a failed run) and describe what was stored.
 
     With no local folder (cluster targets write straight to storage) the store is listed.
     """
     run_prefix = repo.run_prefix(run_id)
     prefix = repo.outputs_prefix(run_id)
-    if not (outcome.local_outputs and outcome.local_outputs.is_dir()):
+    local = outcome.local_outputs
+    remote = outcome.outputs_store
+    if remote is not None and remote.location == repo.store.location:
         stored = [(o.key, o.size, _store_sha256(repo.store, o.key)) for o in repo.store.list(prefix)]
         return tuple(Artifact(k[len(run_prefix) + 1 :], size, digest) for k, size, digest in stored), (), None
-    files = [p for p in outcome.local_outputs.rglob("*") if p.is_file()]
+    if remote is not None:  # the cluster's storage is not the run history: bring them over
+        local = local or workdir / "outputs-from-cluster"
+        remote.download_tree(prefix, local)
+    if not (local and local.is_dir()):
+        return (), (), None
+    files = [p for p in local.rglob("*") if p.is_file()]
     progress = observer.progress("outputs", sum(p.stat().st_size for p in files)) if files else None
     failed: tuple[str, ...] = ()
     error = None
     try:
-        results = repo.store.upload_tree(outcome.local_outputs, prefix, progress=progress)
+        results = repo.store.upload_tree(local, prefix, progress=progress)
     except ArtifactTransferError as exc:
         results = exc.succeeded
         failed = tuple(sorted(k[len(run_prefix) + 1 :] for k in exc.failed))
@@ -262,7 +269,7 @@ def _merge_details(record: RunRecord, execution: Execution) -> RunRecord:
 
 def _finish(repo: RunRepository, record: RunRecord, outcome: Outcome, workdir: Path, observer: "RunObserver") -> RunRecord:
     def finish() -> RunRecord:
-        artifacts, failed, artifact_error = _collect_outputs(repo, record.id, outcome, observer)
+        artifacts, failed, artifact_error = _collect_outputs(repo, record.id, outcome, observer, workdir)
         log_file = workdir / "driver.log"
         if log_file.exists():
             repo.store.put_file(repo.log_key(record.id), log_file)

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -22,7 +23,8 @@ MIN_JAVA = Version("17")
 def resource_dir(name: str) -> Path:
     """A top-level data folder of the distribution (``aml_config``, ``spark-conf``)."""
     package = Path(__file__).resolve().parent
-    for candidate in (package.parent / name, package / "_data" / name.replace("-", "_")):
+    # A checkout or editable install first, then the data files a wheel installs.
+    for candidate in (package.parent / name, Path(sys.prefix) / "share" / "sparkjobs" / name):
         if candidate.is_dir():
             return candidate
     raise ConfigError(f"The sparkjobs installation is missing its {name}/ folder; reinstall sparkjobs.")

@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 from ..config import RunSettings
 from ..runs import RunStatus
 from ..snapshot import Snapshot
+from ..storage.base import Store
 
 __all__ = ["SubmitPlan", "Outcome", "Execution", "Target", "LineSink", "JobLocations"]
 
@@ -47,6 +48,8 @@ class Outcome:
     error: str | None = None
     local_outputs: Path | None = None  # a folder the service uploads as artifacts, if any
     details: Mapping[str, str] = field(default_factory=dict)
+    # Cluster targets: the job wrote its outputs straight to this store under runs/<id>/outputs/.
+    outputs_store: Store | None = None
 
 
 class Execution(abc.ABC):
