@@ -466,3 +466,44 @@ def test_driver_log_is_capped_but_the_console_gets_everything(tmp_path):
     assert "line 199" not in copies[-1]
     assert copies[-1].endswith("[sparkjobs: driver log truncated here; the console has the rest]\n")
     assert "line 199" in console.stdout
+
+
+def test_plain_python_run_deletes_credentials_it_cannot_use(tmp_path, secret):
+    """The local target runs pure-Python projects without spark-submit: no JVM is started."""
+    (tmp_path / "job.py").write_text("import os, sys\nprint('ran', os.environ['USER_VAR'])\nsys.exit(4)\n")
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text(json.dumps({"hadoop": {CREDENTIAL_KEY: secret}}))
+    spec_path = tmp_path / "launch.json"
+    spec_path.write_text(json.dumps(_spec("r", "job.py", env={"USER_VAR": "v"}, credentials_uri=str(credentials))))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_GATEWAY")}
+    result = subprocess.run(
+        [sys.executable, str(BOOTSTRAP_PATH), str(spec_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 4
+    assert "ran v" in result.stdout and "not needed" in result.stderr
+    assert not credentials.exists()
+
+
+@pytest.mark.spark
+def test_hadoop_file_operations_on_file_uris(tmp_path):
+    """The reads and deletes that remote specs and credentials take (the runs above read local
+    files with open()); a JVM gateway only, no SparkContext."""
+    hadoop = driver._Spark()
+    source = tmp_path / "source.json"
+    source.write_text('{"a": 1}')
+    target = (tmp_path / "remote" / "deep" / "copy.json").as_uri()
+    try:
+        hadoop.upload(str(source), target)
+        assert json.loads(hadoop.read_bytes(target)) == {"a": 1}
+        assert not list(tmp_path.rglob("*.crc"))
+        hadoop.delete(target)
+        assert not (tmp_path / "remote" / "deep" / "copy.json").exists()
+        with pytest.raises(driver.BootstrapError, match="Cannot read the launch spec"):
+            driver._read_json(target.replace("file:", "nosuchfs:"), hadoop, "launch spec")
+    finally:
+        hadoop.close()

@@ -16,17 +16,33 @@ lose a run's outputs::
      "log_uri": "wasbs://.../runs/ID/driver.log" | null,
      "credentials_uri": "wasbs://.../runs/ID/_credentials.json" | null}
 
-What it does, in order: read the spec; tee the Python process's stdout and stderr into a log that
-goes to ``log_uri`` every few seconds and at the end; move the Hadoop settings of the credentials
-file (``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}}``) onto the
-SparkContext's Hadoop configuration at run time and delete the file; unpack the snapshot archive
-into a temp folder and work there; set ``env``; run the script as ``__main__``; copy ``./outputs``
-to ``outputs_uri`` (also when the script failed); exit with the script's exit code.
+What it does, in order: read the spec; tee the Python process's stdout and stderr (file
+descriptors, so child processes are caught) into a log sent to ``log_uri`` every
+``LOG_INTERVAL_SECONDS`` and at the end; move the Hadoop settings of the credentials file
+(``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}}``) onto the
+SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; unpack the
+snapshot archive into a temp folder and work there; set ``env``; run the script with
+``runpy.run_path(..., run_name="__main__")`` (``__file__`` and ``sys.argv[0]`` are its absolute
+path; the script's folder, then the snapshot root, lead ``sys.path``); copy ``./outputs`` to
+``outputs_uri`` (also when the script failed); exit with the script's exit code.
+
+Locations: the spec and the credentials file, when given as a plain path or ``file:`` URI, are
+read with open() (and the credentials removed with os.remove), so a local run needs no JVM; other
+URIs, and the log and outputs always, go through Hadoop. The bootstrap creates the SparkContext
+itself only when the spec is remote (a cluster run: yarn-cluster mode fails an application that
+never creates one) or credentials must be applied; the script's ``getOrCreate()`` then shares it.
+Its own storage I/O uses a separate Hadoop configuration, so it still works after the script has
+called ``spark.stop()``.
+
+Known limits: a script that builds ``SparkContext(...)`` directly (not ``getOrCreate``) fails when
+the bootstrap created the context; a context the script re-creates after stopping its own lacks the
+credentials; a YARN retry finds the credentials already deleted (submit with
+``spark.yarn.maxAppAttempts=1``); a kill (SIGTERM) ends the process before outputs are copied.
 
 Why it exists: spark-submit and Livy can only run a file. Everything Azure ML Workbench did
 around a run (a private copy of the project, environment, outputs kept per run, the driver's
 output kept even on YARN) has to happen inside the driver process, on a machine where sparkjobs
-is not installed. So this file imports only the standard library and pyspark, and all its
+is not installed. So this file imports only the standard library and pyspark (lazily), and its
 storage access goes through the Hadoop FileSystem API of the JVM Spark already runs.
 
 Exit codes: the script's own (0 success, ``sys.exit(n)`` gives n, an uncaught exception 1);
@@ -185,6 +201,15 @@ class _Spark:
         self._owned_context: Any = None
         self._lock = threading.Lock()
 
+    @staticmethod
+    def in_spark_submit() -> bool:
+        """Whether spark-submit started this process (its JVM gateway is waiting for us).
+
+        Without it, pyspark would launch a JVM of its own: worth it for URIs only Hadoop can
+        reach, not for a plain-Python local run.
+        """
+        return "PYSPARK_GATEWAY_PORT" in os.environ
+
     def context(self) -> Any:
         """The running SparkContext, created (and later stopped) by the bootstrap if none runs."""
         from pyspark import SparkContext
@@ -259,13 +284,13 @@ class _Spark:
             return self._filesystems[key], path
 
 
-def _read_json(location: str, spark: _Spark, what: str, *, local_ok: bool) -> Any:
+def _read_json(location: str, spark: _Spark, what: str) -> Any:
     """Decode a JSON file; error messages never quote the content (it may be a secret).
 
-    With ``local_ok`` a plain path or ``file:`` URI is read with open(), needing no JVM;
-    otherwise everything goes through Hadoop, as outputs and logs do.
+    A plain path or ``file:`` URI is read with open(), needing no JVM; anything else goes
+    through Hadoop with the cluster's own configuration.
     """
-    local = _local_path(location) if local_ok else None
+    local = _local_path(location)
     try:
         if local is not None:
             with open(local, "rb") as handle:
@@ -288,15 +313,23 @@ def _load_spec(location: str, spark: _Spark) -> LaunchSpec:
         # The spec is on cluster storage, so this is a cluster run: yarn-cluster mode fails an
         # application whose main file never creates a SparkContext, so make it now.
         spark.context()
-    return LaunchSpec.from_json(_read_json(location, spark, "launch spec", local_ok=True))
+    return LaunchSpec.from_json(_read_json(location, spark, "launch spec"))
 
 
 def _apply_credentials(uri: str, spark: _Spark) -> None:
     """Move the credentials file's Hadoop settings into the run, then delete the file."""
     try:
-        data = _read_json(uri, spark, "credentials file", local_ok=False)
+        data = _read_json(uri, spark, "credentials file")
+    except BootstrapError as exc:
+        raise BootstrapError(
+            f"{exc} It is deleted once read, so a retried attempt finds it gone: submit with "
+            "spark.yarn.maxAppAttempts=1."
+        ) from None
     finally:
         _delete_credentials(uri, spark)
+    if not _Spark.in_spark_submit():
+        _say("no Spark in this process (not started by spark-submit); the credentials were not needed.")
+        return
     settings = data.get("hadoop") if isinstance(data, dict) else None
     if not isinstance(settings, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in settings.items()
@@ -307,9 +340,15 @@ def _apply_credentials(uri: str, spark: _Spark) -> None:
 
 
 def _delete_credentials(uri: str, spark: _Spark) -> None:
+    local = _local_path(uri)
     try:
-        spark.delete(uri)
-    except Exception as exc:  # Py4JJavaError; the run can go on, but the user must know
+        if local is not None:
+            os.remove(local)
+        else:
+            spark.delete(uri)
+    except FileNotFoundError:
+        pass  # nothing at rest: what deleting is for
+    except Exception as exc:  # OSError or Py4JJavaError; the run can go on, but the user must know
         _say(f"could not delete the credentials file {uri}: {_brief(exc)}; delete it by hand.")
 
 
@@ -501,9 +540,14 @@ class _Tee:
         """Console gets bytes as they come; the log gets whole lines, so the streams interleave
         there line by line (Python writes a print's text and its newline separately)."""
         pending = b""
+        console_open = True
         with os.fdopen(read_end, "rb", buffering=0) as pipe:
             while chunk := pipe.read(65536):
-                _write_all(console, chunk)
+                if console_open:
+                    try:
+                        _write_all(console, chunk)
+                    except OSError:
+                        console_open = False  # keep draining: a full pipe would block the script
                 whole, pending = _whole_lines(pending + chunk)
                 if whole:
                     self._record(whole)
