@@ -251,6 +251,14 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
             raise
         record = _merge_details(record, execution)
         repo.save(record)
+        if request.detach:
+            if not getattr(execution, "detachable", False):
+                execution.kill()
+                tee.close()
+                repo.save(record.finished(RunStatus.KILLED, None, error="--detach is for cluster targets."))
+                raise ConfigError(f"--detach works with cluster targets only, not {settings.compute.type.value}.")
+            observer.on_event(f"Submitted. Watch it with: sparkjobs runs attach {record.id}")
+            return record
         if _stream_until_done(execution, tee, observer):
             observer.on_event(f"Detached. Resume watching with: sparkjobs runs attach {record.id}")
             return record
