@@ -107,6 +107,8 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     settings = load_run_settings(request.project_dir, request.config, service.environ)
     script, args = resolve_argv(settings, request.script, request.args)
     target = make_target(settings.compute, service.environ)
+    if request.detach and not target.detachable:
+        raise ConfigError(f"--detach works with cluster targets only, not '{settings.compute.type.value}'.")
     conf = merged_spark_conf(settings)
     if settings.framework is Framework.PYSPARK and settings.compute.type is not TargetType.CLUSTER:
         check_java(service.environ, service.home / "cache")
@@ -161,7 +163,7 @@ def _stream_until_done(execution: Execution, tee: _LogTee, observer: "RunObserve
         from .service import Interrupt
 
         choice = observer.on_interrupt()
-        if choice == Interrupt.DETACH and getattr(execution, "detachable", False):
+        if choice == Interrupt.DETACH and execution.detachable:
             return True
         observer.on_event("Stopping the job...")
         _without_sigint(execution.kill)
@@ -252,11 +254,6 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
         record = _merge_details(record, execution)
         repo.save(record)
         if request.detach:
-            if not getattr(execution, "detachable", False):
-                execution.kill()
-                tee.close()
-                repo.save(record.finished(RunStatus.KILLED, None, error="--detach is for cluster targets."))
-                raise ConfigError(f"--detach works with cluster targets only, not {settings.compute.type.value}.")
             observer.on_event(f"Submitted. Watch it with: sparkjobs runs attach {record.id}")
             return record
         if _stream_until_done(execution, tee, observer):

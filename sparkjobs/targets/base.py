@@ -57,6 +57,9 @@ class Execution(abc.ABC):
     another thread (Ctrl-C handling)."""
 
     details: Mapping[str, str] = {}
+    #: True when the job keeps running without sparkjobs watching (a Livy batch), so the
+    #: user may detach and later reattach; a local process is always killed instead.
+    detachable: bool = False
 
     @abc.abstractmethod
     def stream(self, sink: LineSink) -> None:
@@ -70,6 +73,7 @@ class Execution(abc.ABC):
 
 
 class Target(abc.ABC):
+    detachable: bool = False  # see Execution.detachable
     @abc.abstractmethod
     def locations(self, settings: RunSettings, workdir: Path, run_id: str) -> JobLocations:
         """Where this run's outputs and shared folder are, as the job will see them."""
