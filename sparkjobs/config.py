@@ -28,11 +28,15 @@ __all__ = [
     "load_project",
     "load_run_settings",
     "available_runconfigs",
+    "snapshot_cap_for",
     "CONFIG_DIR",
 ]
 
 CONFIG_DIR = "aml_config"
 DEFAULT_SNAPSHOT_CAP_MB = 25
+#: Cluster runs read code from content-addressed storage, so an unchanged 200 MB project costs
+#: nothing to resubmit; local runs copy the whole snapshot every time, so Workbench's 25 MB stays.
+CLUSTER_SNAPSHOT_CAP_MB = 1024
 DEFAULT_SHARE_DIR = "~/.sparkjobs/share/"
 
 
@@ -78,7 +82,7 @@ class ProjectSettings:
     name: str
     workspace: str = "default"
     history: str | None = None  # run store location; None means $SPARKJOBS_HOME
-    snapshot_cap_bytes: int = DEFAULT_SNAPSHOT_CAP_MB * 1024 * 1024
+    snapshot_cap_bytes: int | None = None  # None: the target type's default (snapshot_cap_for)
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,13 @@ def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checke
     return values
 
 
+def snapshot_cap_for(settings: "RunSettings") -> int:
+    if settings.project.snapshot_cap_bytes is not None:
+        return settings.project.snapshot_cap_bytes
+    megabytes = CLUSTER_SNAPSHOT_CAP_MB if settings.compute.type is TargetType.CLUSTER else DEFAULT_SNAPSHOT_CAP_MB
+    return megabytes * 1024 * 1024
+
+
 def available_runconfigs(root: Path) -> list[str]:
     return sorted(p.stem for p in (root / CONFIG_DIR).glob("*.runconfig"))
 
@@ -281,14 +292,14 @@ def load_project(root: Path | str, environ: Mapping[str, str]) -> ProjectSetting
         if data is not None:
             values = _check(path, data, _PROJECT_KEYS, problems)
     problems.raise_if_any()
-    cap_mb = values.pop("snapshot_cap_mb", DEFAULT_SNAPSHOT_CAP_MB)
+    cap_mb = values.pop("snapshot_cap_mb", None)
     history = environ.get("SPARKJOBS_HISTORY") or values.pop("history", None)
     values.pop("history", None)
     return ProjectSettings(
         root=root,
         name=values.pop("name", None) or root.name,
         history=history,
-        snapshot_cap_bytes=cap_mb * 1024 * 1024,
+        snapshot_cap_bytes=cap_mb * 1024 * 1024 if cap_mb else None,
         **values,
     )
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from .config import Framework, RunSettings, TargetType, load_run_settings
+from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
 from .errors import ArtifactTransferError, ConfigError, SparkJobsError
 from .runs import Artifact, RunRecord, RunRepository, RunStatus, new_run_id, utc_now
 from .snapshot import Snapshot, build_snapshot, cache_path_for
@@ -120,7 +120,7 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
         excludes.append("/" + service.home.relative_to(settings.project.root).as_posix() + "/")
     snapshot = build_snapshot(
         settings.project.root,
-        cap_bytes=settings.project.snapshot_cap_bytes,
+        cap_bytes=snapshot_cap_for(settings),
         cache_file=cache_path_for(service.home / "cache" / "digests", settings.project.root),
         extra_excludes=excludes,
     )
