@@ -1,0 +1,68 @@
+"""CLI behaviour that needs no Spark: init, a plain-Python run, lookups, dry runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import cli, cli_json, make_project, write
+
+
+def test_init_copies_the_template_and_refuses_to_overwrite(tmp_path):
+    done = cli("init", "--project", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "aml_config" / "local.compute").exists()
+    assert (tmp_path / "aml_config" / "local.runconfig").exists()
+    again = cli("init", "--project", str(tmp_path))
+    assert again.returncode == 2 and again.stderr.startswith("Error:") and "--force" in again.stderr
+    assert cli("init", "--force", "--project", str(tmp_path)).returncode == 0
+
+
+def test_a_fresh_init_project_runs_its_template_config(tmp_path, isolated_home):
+    # The template must validate as it is shipped; Framework Python keeps this test Spark-free.
+    cli("init", "--project", str(tmp_path))
+    runconfig = tmp_path / "aml_config" / "local.runconfig"
+    runconfig.write_text(runconfig.read_text().replace("Framework: PySpark", "Framework: Python"))
+    write(tmp_path / "hello.py", "print('hello from', __name__)\n")
+    done, record = cli_json("run", "-c", "local", "--json", "--project", str(tmp_path), "hello.py")
+    assert done.returncode == 0, done.stderr
+    assert record["status"] == "completed" and "hello from __main__" in done.stderr
+
+
+@pytest.fixture
+def python_project(tmp_path):
+    project = make_project(tmp_path / "proj", tmp_path / "share", framework="Python")
+    write(project / "ok.py", "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/a.txt','w').write('a')\nprint('done')\n")
+    write(project / "boom.py", "raise RuntimeError('boom')\n")
+    return project
+
+
+def test_python_framework_runs_without_spark(python_project):
+    done, record = cli_json("run", "-c", "local", "--json", "--project", str(python_project), "ok.py")
+    assert done.returncode == 0 and record["artifacts"][0]["path"] == "outputs/a.txt"
+    done, record = cli_json("run", "-c", "local", "--json", "--project", str(python_project), "boom.py")
+    assert done.returncode == 1 and record["status"] == "failed" and record["exit_code"] == 1
+    assert "RuntimeError: boom" in done.stderr
+
+
+def test_run_ids_can_be_shortened_and_unknown_ids_are_clear(python_project):
+    _, record = cli_json("run", "-c", "local", "--json", "--project", str(python_project), "ok.py")
+    suffix = record["id"].split("-")[-1]
+    done, shown = cli_json("runs", "show", suffix, "--json", "--project", str(python_project))
+    assert shown["id"] == record["id"]
+    missing = cli("runs", "show", "19990101T000000000Z-000000", "--project", str(python_project))
+    assert missing.returncode == 2 and missing.stderr.startswith("Error: No run")
+
+
+def test_runs_list_when_empty(python_project):
+    done = cli("runs", "list", "--project", str(python_project))
+    assert done.returncode == 0 and "No runs yet." in done.stdout
+
+
+def test_dry_run_submits_and_records_nothing(python_project, isolated_home):
+    done = cli("run", "-c", "local", "--dry-run", "--project", str(python_project), "ok.py", "--x", "1")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["script"] == "ok.py" and plan["args"] == ["--x", "1"]
+    assert plan["env"]["AZUREML_NATIVE_SHARE_DIRECTORY"].endswith("/ws/demo/")
+    assert not (isolated_home / "runs").exists()
