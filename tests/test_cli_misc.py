@@ -66,3 +66,28 @@ def test_dry_run_submits_and_records_nothing(python_project, isolated_home):
     assert plan["script"] == "ok.py" and plan["args"] == ["--x", "1"]
     assert plan["env"]["AZUREML_NATIVE_SHARE_DIRECTORY"].endswith("/ws/demo/")
     assert not (isolated_home / "runs").exists()
+
+
+def test_java_older_than_17_is_refused_with_a_clear_message(tmp_path, isolated_home):
+    # Java 11 cannot be installed next to the machine's Java 17, so a stand-in `java` prints what
+    # Java 11 prints; the version check itself is what is under test.
+    fake_home = tmp_path / "jdk11"
+    write(fake_home / "bin" / "java", '#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    (fake_home / "bin" / "java").chmod(0o755)
+    project = make_project(tmp_path / "proj", tmp_path / "share")
+    write(project / "job.py", "print('never')\n")
+    import os
+
+    env = dict(os.environ, JAVA_HOME=str(fake_home))
+    done = cli("run", "-c", "local", "--project", str(project), "job.py", env=env)
+    assert done.returncode == 2
+    assert "Java 11" in done.stderr and "Java 17 or newer" in done.stderr
+    assert not (isolated_home / "runs").exists()
+
+
+def test_snapshot_over_the_cap_is_refused_before_anything_is_written(python_project, isolated_home):
+    write(python_project / "aml_config" / "project.yml", "name: demo\nworkspace: ws\nsnapshotCapMB: 1\n")
+    (python_project / "data.bin").write_bytes(b"x" * 2_000_000)
+    done = cli("run", "-c", "local", "--project", str(python_project), "ok.py")
+    assert done.returncode == 2 and "data.bin (2.0 MB)" in done.stderr and ".amlignore" in done.stderr
+    assert not (isolated_home / "runs").exists()
