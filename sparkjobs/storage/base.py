@@ -12,7 +12,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import ArtifactTransferError, UnsafePathError
@@ -42,8 +42,10 @@ def check_key(key: str) -> str:
     """Return ``key`` if it is a clean relative POSIX path, else raise UnsafePathError."""
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise UnsafePathError(f"Storage key {key!r} is not a relative POSIX path.")
-    parts = PurePosixPath(key).parts
-    if any(part in ("..", ".", "") for part in parts) or key.endswith("/"):
+    # Split by hand: PurePosixPath would fold "a//b" and "a/./b" into "a/b", which a blob
+    # store keeps as different names (and HTTP clients rewrite).
+    parts = key.split("/")
+    if any(part in ("..", ".", "") for part in parts):
         raise UnsafePathError(f"Storage key {key!r} may not contain '..', '.' or empty parts.")
     return key
 
