@@ -1,0 +1,366 @@
+"""Secrets for storage and Livy: found at the edge, carried in objects that never print them.
+
+Why this shape: a storage key must reach the run store and the Spark driver, but must never
+reach a log, a printed command, a run record, a snapshot or Livy's request log. So:
+
+* Resolution happens once, at the edge, from an explicit ``environ`` mapping and a credentials
+  file that lives *outside* the project (a file inside it would be snapshotted and shipped).
+* ``StorageCredentials`` shows ``***`` in ``repr``/``str``; the secret is only read by the
+  store backend and by :func:`hadoop_conf_for`.
+* :func:`redact` masks known secret values in any text others are about to print.
+
+Storage credentials, first match wins, for the account named in the store location:
+
+1. a connection string: ``AZURE_STORAGE_CONNECTION_STRING``, then the file's ``connection_string``
+2. an account key: ``AZURE_STORAGE_KEY``, then the file's ``key``
+3. a SAS token: ``AZURE_STORAGE_SAS_TOKEN``, then the file's ``sas``
+4. Azure AD through ``DefaultAzureCredential`` (the ``[identity]`` extra)
+
+``AZURE_STORAGE_KEY`` and ``AZURE_STORAGE_SAS_TOKEN`` apply to the account named by
+``AZURE_STORAGE_ACCOUNT`` when that is set (as with the Azure CLI); a connection string
+applies to the account it names. The file is ``$SPARKJOBS_CREDENTIALS``, else
+``$SPARKJOBS_HOME/credentials.yaml`` (``SPARKJOBS_HOME`` defaults to ``~/.sparkjobs``)::
+
+    storage:
+      myaccount: {key: ..., sas: ..., connection_string: ...}   # any one of them
+    livy:
+      https://mycluster.azurehdinsight.net/livy: {password: ...}  # or just: mycluster
+"""
+from __future__ import annotations
+
+import enum
+import importlib.util
+import logging
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import yaml
+
+from .errors import ConfigError
+from .storage.uris import StorageLocation, parse_location
+
+__all__ = [
+    "CredentialKind",
+    "StorageCredentials",
+    "resolve_storage_credentials",
+    "livy_password",
+    "credentials_file_path",
+    "hadoop_conf_for",
+    "parse_connection_string",
+    "redact",
+    "IDENTITY_HINT",
+]
+
+log = logging.getLogger(__name__)
+
+IDENTITY_HINT = "pip install 'sparkjobs[identity]'"
+_STORAGE_FIELDS = {"key", "sas", "connection_string"}
+_LIVY_FIELDS = {"password"}
+
+
+class CredentialKind(str, enum.Enum):
+    CONNECTION_STRING = "connection_string"
+    ACCOUNT_KEY = "account_key"
+    SAS = "sas"
+    IDENTITY = "identity"
+
+
+@dataclass(frozen=True)
+class StorageCredentials:
+    """How to sign in to one storage account. ``secret`` is never shown by repr or str.
+
+    ``source`` says where the secret came from (an environment variable's name or the
+    credentials file's path), so error messages can point there without showing the value.
+    """
+
+    account: str
+    kind: CredentialKind
+    secret: str | None = field(default=None, repr=False)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind is not CredentialKind.IDENTITY and not self.secret:
+            raise ConfigError(f"The {self.kind.value} for storage account {self.account} ({self.source}) is empty.")
+        if self.kind is CredentialKind.SAS:
+            object.__setattr__(self, "secret", self.secret.lstrip("?"))  # type: ignore[union-attr]
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every value to mask in printed text: the secret and the secret parts inside it."""
+        if not self.secret:
+            return ()
+        values = [self.secret]
+        if self.kind is CredentialKind.CONNECTION_STRING:
+            parts = parse_connection_string(self.secret)
+            values += [parts[k] for k in ("accountkey", "sharedaccesssignature") if parts.get(k)]
+        return tuple(values)
+
+    @property
+    def blob_endpoint(self) -> str | None:
+        """The Blob endpoint a connection string names (``BlobEndpoint=``, e.g. Azurite's), if any."""
+        if self.kind is not CredentialKind.CONNECTION_STRING or not self.secret:
+            return None
+        parts = parse_connection_string(self.secret)
+        endpoint = parts.get("blobendpoint")
+        if endpoint:
+            split = urlsplit(endpoint)
+            return f"{split.scheme}://{split.netloc}{split.path}".rstrip("/")
+        return None
+
+    def __repr__(self) -> str:
+        shown = "***" if self.secret else None
+        return (
+            f"StorageCredentials(account={self.account!r}, kind={self.kind.value!r}, "
+            f"secret={shown!r}, source={self.source!r})"
+        )
+
+    __str__ = __repr__
+
+
+def parse_connection_string(value: str) -> dict[str, str]:
+    """``Key=Value;...`` into a dict with lower-cased keys (values keep their ``=`` padding)."""
+    parts: dict[str, str] = {}
+    for item in value.split(";"):
+        name, sep, rest = item.strip().partition("=")
+        if sep and name:
+            parts[name.strip().lower()] = rest.strip()
+    return parts
+
+
+# ---- the credentials file -----------------------------------------------------------------
+def credentials_file_path(environ: Mapping[str, str]) -> Path:
+    """``$SPARKJOBS_CREDENTIALS``, else ``$SPARKJOBS_HOME/credentials.yaml`` (home: ~/.sparkjobs)."""
+    explicit = environ.get("SPARKJOBS_CREDENTIALS")
+    if explicit:
+        return _expand(explicit, environ)
+    home = environ.get("SPARKJOBS_HOME") or "~/.sparkjobs"
+    return _expand(home, environ) / "credentials.yaml"
+
+
+def _expand(path: str, environ: Mapping[str, str]) -> Path:
+    if path.startswith("~") and environ.get("HOME"):
+        path = environ["HOME"] + path[1:]
+    return Path(path).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class _CredentialsFile:
+    path: Path
+    storage: Mapping[str, Mapping[str, str]] = field(repr=False)
+    livy: Mapping[str, str] = field(repr=False)
+
+
+def _load_file(environ: Mapping[str, str], project_dir: Path | None) -> _CredentialsFile | None:
+    path = credentials_file_path(environ)
+    if project_dir is not None:
+        project = Path(project_dir).resolve()
+        resolved = path.resolve()
+        if resolved == project or project in resolved.parents:
+            raise ConfigError(
+                f"The credentials file {path} is inside the project {project}, where it would be "
+                "snapshotted and sent to the cluster; move it to ~/.sparkjobs/credentials.yaml "
+                "or point SPARKJOBS_CREDENTIALS outside the project."
+            )
+    if not path.is_file():
+        if environ.get("SPARKJOBS_CREDENTIALS"):
+            raise ConfigError(f"SPARKJOBS_CREDENTIALS names {path}, which does not exist.")
+        return None
+    _warn_if_open(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as exc:
+        # Not str(exc): PyYAML quotes the offending line, which may hold a secret.
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"The credentials file {path} is not valid YAML{where}.") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"The credentials file {path} cannot be read ({type(exc).__name__}).") from None
+    return _validate_file(path, data)
+
+
+def _warn_if_open(path: Path) -> None:
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("Warning: credentials file %s has mode %04o; run 'chmod 600 %s' so only you can read it.", path, mode, path)
+
+
+def _validate_file(path: Path, data: Any) -> _CredentialsFile:
+    """Check the file's shape, naming every problem (keys only, never values) in one message."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(f"The credentials file {path} must be a mapping with 'storage' and/or 'livy'.")
+    for top in sorted(set(data) - {"storage", "livy"}):
+        problems.append(f"unknown section {top!r} (expected 'storage' or 'livy')")
+    storage = _section(data, "storage", _STORAGE_FIELDS, problems)
+    livy = {name: entry["password"] for name, entry in _section(data, "livy", _LIVY_FIELDS, problems).items()
+            if "password" in entry}
+    if problems:
+        raise ConfigError(f"The credentials file {path} has problems: " + "; ".join(problems) + ".")
+    return _CredentialsFile(path, storage, livy)
+
+
+def _section(data: dict, name: str, allowed: set[str], problems: list[str]) -> dict[str, dict[str, str]]:
+    section = data.get(name) or {}
+    if not isinstance(section, dict):
+        problems.append(f"{name} must be a mapping")
+        return {}
+    result: dict[str, dict[str, str]] = {}
+    for entry_name, entry in section.items():
+        where = f"{name}.{entry_name}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a mapping of {', '.join(sorted(allowed))}")
+            continue
+        unknown = sorted(str(k) for k in entry if k not in allowed)
+        if unknown:
+            problems.append(f"{where} has unknown keys {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        bad = sorted(str(k) for k, v in entry.items() if k in allowed and not (isinstance(v, str) and v))
+        if bad:
+            problems.append(f"{where}: {', '.join(bad)} must be a non-empty string")
+        result[str(entry_name)] = {k: v for k, v in entry.items() if k in allowed and isinstance(v, str) and v}
+    return result
+
+
+# ---- resolution at the edge ---------------------------------------------------------------
+def resolve_storage_credentials(
+    location: str | StorageLocation,
+    environ: Mapping[str, str],
+    project_dir: Path | None = None,
+) -> StorageCredentials | None:
+    """The credentials for ``location``; None for a local folder. See the module docstring."""
+    where = location if isinstance(location, StorageLocation) else parse_location(location)
+    if where.is_local:
+        return None
+    account = where.account
+    loaded: list[_CredentialsFile | None] = []
+
+    def from_file(field_name: str) -> tuple[str, str] | None:
+        if not loaded:
+            loaded.append(_load_file(environ, project_dir))
+        file = loaded[0]
+        value = file.storage.get(account, {}).get(field_name) if file else None
+        return (value, str(file.path)) if file and value else None
+
+    scoped = environ.get("AZURE_STORAGE_ACCOUNT") in (None, "", account)
+    connection = environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if connection:
+        named = parse_connection_string(connection).get("accountname")
+        if named in (None, account):
+            return StorageCredentials(account, CredentialKind.CONNECTION_STRING, connection, "AZURE_STORAGE_CONNECTION_STRING")
+        log.info("AZURE_STORAGE_CONNECTION_STRING is for account %s, not %s; not using it.", named, account)
+    found = from_file("connection_string")
+    if found:
+        return StorageCredentials(account, CredentialKind.CONNECTION_STRING, *found)
+    for env_name, field_name, kind in (
+        ("AZURE_STORAGE_KEY", "key", CredentialKind.ACCOUNT_KEY),
+        ("AZURE_STORAGE_SAS_TOKEN", "sas", CredentialKind.SAS),
+    ):
+        if scoped and environ.get(env_name):
+            return StorageCredentials(account, kind, environ[env_name], env_name)
+        found = from_file(field_name)
+        if found:
+            return StorageCredentials(account, kind, *found)
+    if not _identity_available():
+        file_path = credentials_file_path(environ)
+        raise ConfigError(
+            f"No credentials for storage account {account}: set AZURE_STORAGE_CONNECTION_STRING, "
+            f"AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, add 'storage: {{{account}: {{key: ...}}}}' to "
+            f"{file_path}, or sign in with Azure AD after {IDENTITY_HINT}."
+        )
+    return StorageCredentials(account, CredentialKind.IDENTITY, None, "DefaultAzureCredential")
+
+
+def _identity_available() -> bool:
+    """Whether azure-identity is installed, without importing it (it is slow to import)."""
+    try:
+        return importlib.util.find_spec("azure.identity") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def livy_password(
+    url_or_name: str,
+    environ: Mapping[str, str],
+    project_dir: Path | None = None,
+) -> str | None:
+    """The Livy (cluster login) password: ``SPARKJOBS_LIVY_PASSWORD``, else the file's ``livy`` entry.
+
+    A file entry may be the full Livy URL, the host, or an HDInsight cluster name: for
+    ``https://mycluster.azurehdinsight.net/livy`` the entries tried are that URL, then
+    ``mycluster.azurehdinsight.net``, then ``mycluster``.
+    """
+    if environ.get("SPARKJOBS_LIVY_PASSWORD"):
+        return environ["SPARKJOBS_LIVY_PASSWORD"]
+    file = _load_file(environ, project_dir)
+    if file is None:
+        return None
+    entries = {_normalise(name): password for name, password in file.livy.items()}
+    for candidate in _livy_candidates(url_or_name):
+        if candidate in entries:
+            return entries[candidate]
+    return None
+
+
+def _normalise(name: str) -> str:
+    return name.strip().rstrip("/").lower()
+
+
+def _livy_candidates(url_or_name: str) -> list[str]:
+    text = _normalise(url_or_name)
+    candidates = [text]
+    host = urlsplit(text).hostname if "://" in text else text.split("/")[0]
+    if host:
+        candidates.append(host)
+        if host.endswith(".azurehdinsight.net"):
+            candidates.append(host.split(".")[0])
+    return list(dict.fromkeys(candidates))
+
+
+# ---- using credentials --------------------------------------------------------------------
+def hadoop_conf_for(location: StorageLocation | str, creds: StorageCredentials | None) -> dict[str, str]:
+    """The Hadoop settings that let a Spark driver reach ``location`` with ``creds``.
+
+    These are set at run time on the driver's Hadoop configuration, never passed as Spark or
+    Livy conf (Livy logs conf; Spark's redaction regex misses these keys). Azure AD
+    (identity) gives nothing: the cluster then reaches storage with its own identity.
+    """
+    where = location if isinstance(location, StorageLocation) else parse_location(location)
+    if where.is_local or creds is None or creds.kind is CredentialKind.IDENTITY or not creds.secret:
+        return {}
+    key: str | None = None
+    sas: str | None = None
+    if creds.kind is CredentialKind.ACCOUNT_KEY:
+        key = creds.secret
+    elif creds.kind is CredentialKind.SAS:
+        sas = creds.secret
+    else:
+        parts = parse_connection_string(creds.secret)
+        key, sas = parts.get("accountkey") or None, parts.get("sharedaccesssignature") or None
+    if key:
+        return {where.account_key_setting(): key}
+    if sas:
+        if where.scheme in ("abfs", "abfss"):
+            raise ConfigError(
+                f"A SAS token for {where.account} cannot be handed to the abfs driver as a plain setting; "
+                "use an account key, or a wasbs:// location."
+            )
+        return {where.sas_setting(): sas.lstrip("?")}
+    return {}
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each secret (also in URL-encoded form) with ``***``."""
+    values: set[str] = set()
+    for secret in secrets:
+        if secret:
+            values.add(secret)
+            values.add(quote(secret, safe=""))
+    for value in sorted(values, key=len, reverse=True):  # longest first: a key inside a string
+        text = text.replace(value, "***")
+    return text
