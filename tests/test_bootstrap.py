@@ -493,13 +493,15 @@ def test_plain_python_run_deletes_credentials_it_cannot_use(tmp_path, secret):
 def test_hadoop_file_operations_on_file_uris(tmp_path):
     """The reads and deletes that remote specs and credentials take (the runs above read local
     files with open()); a JVM gateway only, no SparkContext."""
-    hadoop = driver._Spark()
+    hadoop = driver._Spark(plain_local_files=False)  # no spark-submit here, but Hadoop is under test
     source = tmp_path / "source.json"
     source.write_text('{"a": 1}')
     target = (tmp_path / "remote" / "deep" / "copy.json").as_uri()
     try:
         hadoop.upload(str(source), target)
         assert json.loads(hadoop.read_bytes(target)) == {"a": 1}
+        hadoop.download(target, str(tmp_path / "back.json"))
+        assert json.loads((tmp_path / "back.json").read_text()) == {"a": 1}
         assert not list(tmp_path.rglob("*.crc"))
         hadoop.delete(target)
         assert not (tmp_path / "remote" / "deep" / "copy.json").exists()
@@ -507,3 +509,118 @@ def test_hadoop_file_operations_on_file_uris(tmp_path):
             driver._read_json(target.replace("file:", "nosuchfs:"), hadoop, "launch spec")
     finally:
         hadoop.close()
+
+
+# --- snapshot mode: a content-addressed snapshot in storage (cluster targets) --------------------
+# Plain Python runs the bootstrap here, so file:// locations use plain file operations; the
+# cluster tests (tests/test_cluster_target.py) run the same mode under spark-submit, where the
+# copies go through Hadoop's FileSystem.
+
+MANIFEST_SCRIPT = '''
+import json, os, sys
+from pkg.helper import NAME
+with open("outputs/seen.json", "w") as handle:
+    json.dump({"name": NAME, "data": open("data/input.txt").read(), "tool_mode": oct(os.stat("bin/tool.sh").st_mode & 0o777),
+               "cwd_is_snapshot": os.path.isfile("run.py")}, handle)
+print("manifest job ran")
+sys.exit(int(sys.argv[1]))
+'''
+
+
+def _stored_snapshot(tmp_path: Path) -> tuple[Path, str]:
+    from sparkjobs.snapshot import build_snapshot
+    from sparkjobs.snapshot_store import SnapshotStore
+    from sparkjobs.storage.local import LocalStore
+
+    project = tmp_path / "project"
+    files = {"run.py": MANIFEST_SCRIPT, "pkg/__init__.py": "", "pkg/helper.py": "NAME = 'pkg'\n", "pkg/table.csv": "a,b\n",
+             "data/input.txt": "forty-two", "bin/tool.sh": "#!/bin/sh\necho tool\n"}
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    (project / "bin" / "tool.sh").chmod(0o755)
+    store = tmp_path / "store"
+    snapshot = build_snapshot(project, cap_bytes=10**6)
+    SnapshotStore(LocalStore(store)).save(snapshot)
+    return store, snapshot.digest
+
+
+def _manifest_spec(store: Path, digest: str, **fields) -> dict:
+    run = store / "runs" / "r1"
+    return _spec(
+        "r1", "run.py",
+        snapshot_manifest=(store / "snapshots" / digest / "manifest.json").as_uri(),
+        objects_uri=(store / "objects").as_uri() + "/",
+        outputs_uri=(run / "outputs").as_uri() + "/",
+        log_uri=(run / "driver.log").as_uri(),
+        exit_uri=(run / "exit.json").as_uri(),
+        **fields,
+    )  # fmt: skip
+
+
+def _plain_bootstrap(tmp_path: Path, spec: dict) -> subprocess.CompletedProcess:
+    spec_path = tmp_path / "launch.json"
+    spec_path.write_text(json.dumps(spec))
+    (tmp_path / "cwd").mkdir(exist_ok=True)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYSPARK_GATEWAY")}
+    return subprocess.run(
+        [sys.executable, str(BOOTSTRAP_PATH), spec_path.as_uri()], cwd=tmp_path / "cwd", env=env,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_snapshot_manifest_mode_copies_the_snapshot_and_records_the_exit_code(tmp_path):
+    store, digest = _stored_snapshot(tmp_path)
+    result = _plain_bootstrap(tmp_path, _manifest_spec(store, digest, args=["5"]))
+    assert result.returncode == 5, result.stderr
+    run = store / "runs" / "r1"
+    assert json.loads((run / "outputs" / "seen.json").read_text()) == {
+        "name": "pkg", "data": "forty-two", "tool_mode": "0o755", "cwd_is_snapshot": True,
+    }  # fmt: skip
+    assert json.loads((run / "exit.json").read_text()) == {"run_id": "r1", "exit_code": 5}
+    log = (run / "driver.log").read_text()
+    assert "manifest job ran" in log and "copied 6 snapshot file(s)" in log
+    assert not list((tmp_path / "cwd").iterdir())  # worked in a temp folder, left nothing behind
+
+
+@pytest.mark.parametrize("bad_path", ["../escape.txt", "/etc/escape.txt", "a/./b.txt", "a//b.txt"])
+def test_snapshot_manifest_with_an_unsafe_path_is_refused(tmp_path, bad_path):
+    store, digest = _stored_snapshot(tmp_path)
+    manifest = store / "snapshots" / digest / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["files"][0]["path"] = bad_path
+    manifest.write_text(json.dumps(data))
+    result = _plain_bootstrap(tmp_path, _manifest_spec(store, digest, args=["0"]))
+    assert result.returncode == driver.EXIT_BOOTSTRAP
+    assert "unsafe path" in result.stderr and not (tmp_path / "escape.txt").exists()
+    assert json.loads((store / "runs" / "r1" / "exit.json").read_text())["exit_code"] == driver.EXIT_BOOTSTRAP
+
+
+def test_snapshot_object_that_does_not_match_its_digest_stops_the_run(tmp_path):
+    store, digest = _stored_snapshot(tmp_path)
+    entry = next(f for f in json.loads((store / "snapshots" / digest / "manifest.json").read_text())["files"] if f["path"] == "run.py")
+    (store / "objects" / entry["sha256"][:2] / entry["sha256"]).write_text("print('tampered')\n")
+    result = _plain_bootstrap(tmp_path, _manifest_spec(store, digest, args=["0"]))
+    assert result.returncode == driver.EXIT_BOOTSTRAP
+    assert "run.py: the stored object does not match the manifest" in result.stderr
+    assert "tampered" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"snapshot_manifest": "file:///s/manifest.json", "outputs_uri": "file:///o/"}, "snapshot_manifest needs objects_uri"),
+        ({"snapshot_manifest": "file:///s/manifest.json", "objects_uri": "file:///objects/"}, "snapshot_manifest needs outputs_uri"),
+        ({"snapshot_manifest": "m", "snapshot_archive": "a.zip", "objects_uri": "o", "outputs_uri": "p"}, "not both"),
+        ({"exit_uri": ""}, "exit_uri must be a non-empty string"),
+    ],
+)
+def test_snapshot_manifest_spec_problems(fields, message):
+    with pytest.raises(driver.BootstrapError, match=message):
+        driver.LaunchSpec.from_json(_spec("r", "train.py", **fields))
+
+
+def test_executors_get_python_files_and_package_data_but_not_other_data():
+    files = [driver._ManifestFile(path, 1, "0" * 64, False) for path in
+             ("train.py", "jobs/run.py", "pkg/__init__.py", "pkg/table.csv", "pkg/sub/x.txt", "data/big.csv", "README.md")]
+    assert driver._module_paths(files) == ["jobs/run.py", "pkg/__init__.py", "pkg/table.csv", "train.py"]

@@ -10,34 +10,53 @@ lose a run's outputs::
      "run_id": "20261124T073312123Z-3f9c2a",
      "script": "src/train.py",            relative POSIX path inside the snapshot
      "args": ["--alpha", "0.5"],
-     "snapshot_archive": "snapshot-<digest>.zip" | null,   null: the cwd already is the snapshot
+     "snapshot_archive": "snapshot-<digest>.zip" | null,   a zip shipped in --py-files
+     "snapshot_manifest": "wasbs://.../snapshots/<digest>/manifest.json" | null,
+     "objects_uri": "wasbs://.../objects/" | null,         required with snapshot_manifest
      "env": {"SPARKJOBS_RUN_ID": "...", ...},              strings only
-     "outputs_uri": "wasbs://.../runs/ID/outputs/" | null, required with snapshot_archive
+     "outputs_uri": "wasbs://.../runs/ID/outputs/" | null, required with a snapshot to unpack
      "log_uri": "wasbs://.../runs/ID/driver.log" | null,
-     "credentials_uri": "wasbs://.../runs/ID/_credentials.json" | null}
+     "credentials_uri": "wasbs://.../runs/ID/_credentials.json" | null,
+     "exit_uri": "wasbs://.../runs/ID/exit.json" | null}
+
+The snapshot comes one of three ways: neither key (the cwd already is the snapshot: the local
+target), ``snapshot_archive`` (a zip in pyFiles), or ``snapshot_manifest`` (a content-addressed
+snapshot in storage, as cluster targets save it: ``objects/<ab>/<sha256>`` holds each file's
+bytes once, so a one-file change uploads one file rather than the whole project again). With a
+manifest, each file is copied from ``objects_uri`` to ``<temp>/snapshot/<path>`` by a small
+thread pool, its size and SHA-256 checked and its executable bit restored; paths are refused if
+absolute or holding ``..``. Then, so that executors can import the project's modules too, the
+Python files (every ``.py`` file, and every file inside a package folder) are zipped locally
+and given to ``SparkContext.addPyFile``; top-level data files stay on the driver.
 
 What it does, in order: read the spec; tee the Python process's stdout and stderr (file
 descriptors, so child processes are caught) into a log sent to ``log_uri`` every
 ``LOG_INTERVAL_SECONDS`` and at the end; move the Hadoop settings of the credentials file
 (``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}}``) onto the
-SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; unpack the
-snapshot archive into a temp folder and work there; set ``env``; run the script with
+SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; unpack
+or copy the snapshot into a temp folder and work there; set ``env``; run the script with
 ``runpy.run_path(..., run_name="__main__")`` (``__file__`` and ``sys.argv[0]`` are its absolute
 path; the script's folder, then the snapshot root, lead ``sys.path``); copy ``./outputs`` to
-``outputs_uri`` (also when the script failed); exit with the script's exit code.
+``outputs_uri`` (also when the script failed); upload the log a last time; write
+``{"exit_code": N, "run_id": ...}`` to ``exit_uri`` (last, so its presence means the log and
+outputs are in storage: Livy only says success or dead, and forgets a batch after a while);
+exit with the script's exit code.
 
 Locations: the spec and the credentials file, when given as a plain path or ``file:`` URI, are
 read with open() (and the credentials removed with os.remove), so a local run needs no JVM; other
-URIs, and the log and outputs always, go through Hadoop. The bootstrap creates the SparkContext
-itself only when the spec is remote (a cluster run: yarn-cluster mode fails an application that
-never creates one) or credentials must be applied; the script's ``getOrCreate()`` then shares it.
-Its own storage I/O uses a separate Hadoop configuration, so it still works after the script has
-called ``spark.stop()``.
+URIs, and the log, snapshot objects, outputs and exit file, go through Hadoop, except that a
+process not started by spark-submit (no JVM to ask, e.g. a test runner) uses plain file
+operations for local locations. The bootstrap creates the SparkContext itself only when the spec
+is remote (a cluster run: yarn-cluster mode fails an application that never creates one),
+credentials must be applied, or snapshot modules must be shipped with ``addPyFile``; the script's
+``getOrCreate()`` then shares it. Its own storage I/O uses a separate Hadoop configuration, so it
+still works after the script has called ``spark.stop()``.
 
 Known limits: a script that builds ``SparkContext(...)`` directly (not ``getOrCreate``) fails when
 the bootstrap created the context; a context the script re-creates after stopping its own lacks the
-credentials; a YARN retry finds the credentials already deleted (submit with
-``spark.yarn.maxAppAttempts=1``); a kill (SIGTERM) ends the process before outputs are copied.
+credentials and the shipped modules; a YARN retry finds the credentials already deleted (submit
+with ``spark.yarn.maxAppAttempts=1``); a kill (SIGTERM) ends the process before outputs are copied
+and before the exit file is written.
 
 Why it exists: spark-submit and Livy can only run a file. Everything Azure ML Workbench did
 around a run (a private copy of the project, environment, outputs kept per run, the driver's
@@ -46,12 +65,13 @@ is not installed. So this file imports only the standard library and pyspark (la
 storage access goes through the Hadoop FileSystem API of the JVM Spark already runs.
 
 Exit codes: the script's own (0 success, ``sys.exit(n)`` gives n, an uncaught exception 1);
-2 when the bootstrap could not start the script (bad spec, missing archive or credentials);
+2 when the bootstrap could not start the script (bad spec, missing snapshot or credentials);
 1 when the script succeeded but some outputs could not be saved.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -63,6 +83,7 @@ import threading
 import traceback
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -79,9 +100,13 @@ LOG_CAP_BYTES = 64 * 1024 * 1024
 
 # A scheme has two or more characters, so a Windows drive letter ("C:\\") is not one.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-_SPEC_KEYS = frozenset(
-    ("version", "run_id", "script", "args", "snapshot_archive", "env", "outputs_uri", "log_uri", "credentials_uri")
+_LOCATION_KEYS = (
+    "snapshot_archive", "snapshot_manifest", "objects_uri", "outputs_uri", "log_uri", "credentials_uri", "exit_uri"
 )
+_SPEC_KEYS = frozenset(("version", "run_id", "script", "args", "env", *_LOCATION_KEYS))
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: Snapshot objects copied from storage at once; each copy is mostly waiting on the network.
+FETCH_WORKERS = 8
 
 
 class BootstrapError(Exception):
@@ -96,10 +121,13 @@ class LaunchSpec:
     script: str
     args: tuple[str, ...] = ()
     snapshot_archive: str | None = None
+    snapshot_manifest: str | None = None
+    objects_uri: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     outputs_uri: str | None = None
     log_uri: str | None = None
     credentials_uri: str | None = None
+    exit_uri: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> LaunchSpec:
@@ -113,11 +141,8 @@ class LaunchSpec:
             run_id=data["run_id"],
             script=data["script"],
             args=tuple(data.get("args") or ()),
-            snapshot_archive=data.get("snapshot_archive"),
             env=dict(data.get("env") or {}),
-            outputs_uri=data.get("outputs_uri"),
-            log_uri=data.get("log_uri"),
-            credentials_uri=data.get("credentials_uri"),
+            **{key: data.get(key) for key in _LOCATION_KEYS},
         )
 
 
@@ -136,11 +161,16 @@ def _spec_problems(data: dict[str, Any]) -> list[str]:
     env = data.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         problems.append("env must map strings to strings")
-    for key in ("snapshot_archive", "outputs_uri", "log_uri", "credentials_uri"):
+    for key in _LOCATION_KEYS:
         if data.get(key) is not None and (not isinstance(data[key], str) or not data[key]):
             problems.append(f"{key} must be a non-empty string or null")
-    if data.get("snapshot_archive") and not data.get("outputs_uri"):
-        problems.append("snapshot_archive needs outputs_uri, or ./outputs would be lost with the temp folder")
+    if data.get("snapshot_archive") and data.get("snapshot_manifest"):
+        problems.append("give snapshot_archive or snapshot_manifest, not both")
+    for key in ("snapshot_archive", "snapshot_manifest"):
+        if data.get(key) and not data.get("outputs_uri"):
+            problems.append(f"{key} needs outputs_uri, or ./outputs would be lost with the temp folder")
+    if data.get("snapshot_manifest") and not data.get("objects_uri"):
+        problems.append("snapshot_manifest needs objects_uri, where the snapshot's file contents are")
     return problems
 
 
@@ -194,7 +224,10 @@ class _Spark:
     filesystems the script uses.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, plain_local_files: bool | None = None) -> None:
+        #: Local locations with plain file operations rather than Hadoop: by default only when
+        #: spark-submit did not start this process, so there is no JVM to ask.
+        self.plain_local_files = not self.in_spark_submit() if plain_local_files is None else plain_local_files
         self._settings: dict[str, str] = {}
         self._conf: Any = None
         self._filesystems: dict[tuple[str, str], Any] = {}
@@ -244,9 +277,28 @@ class _Spark:
 
     def upload(self, local: str, uri: str) -> None:
         """Copy one local file to ``uri``, replacing what is there."""
+        plain = self._plain_path(uri)
+        if plain is not None:
+            os.makedirs(os.path.dirname(plain) or ".", exist_ok=True)
+            shutil.copyfile(local, plain)
+            return
         filesystem, path = self._resolve(uri)
         source = self._jvm().org.apache.hadoop.fs.Path(os.path.abspath(local))
         filesystem.copyFromLocalFile(False, True, source, path)
+
+    def download(self, uri: str, local: str) -> None:
+        """Copy ``uri`` to the local file ``local`` (its folder must exist)."""
+        plain = self._plain_path(uri)
+        if plain is not None:
+            shutil.copyfile(plain, local)
+            return
+        filesystem, path = self._resolve(uri)
+        target = self._jvm().org.apache.hadoop.fs.Path(os.path.abspath(local))
+        filesystem.copyToLocalFile(False, path, target, True)  # raw local FS: no .crc file beside it
+
+    def _plain_path(self, uri: str) -> str | None:
+        """The local file to use with plain file operations, when there is no JVM to go through."""
+        return _local_path(uri) if self.plain_local_files else None
 
     def close(self) -> None:
         """Close the bootstrap's filesystems, then stop the context only if the bootstrap made it."""
@@ -352,14 +404,103 @@ def _delete_credentials(uri: str, spark: _Spark) -> None:
         _say(f"could not delete the credentials file {uri}: {_brief(exc)}; delete it by hand.")
 
 
-def _prepare_snapshot(archive: str | None, work: str) -> str:
+def _prepare_snapshot(spec: LaunchSpec, spark: _Spark, work: str) -> str:
     """Make the snapshot the working folder and return its root."""
-    if archive is None:
+    if spec.snapshot_archive is None and spec.snapshot_manifest is None:
         return os.getcwd()
     root = os.path.join(work, "snapshot")
-    _extract(_find_archive(archive), root)
+    if spec.snapshot_archive is not None:
+        _extract(_find_archive(spec.snapshot_archive), root)
+    else:
+        assert spec.objects_uri is not None  # the spec's validation requires it
+        files = _manifest_files(_read_json(spec.snapshot_manifest, spark, "snapshot manifest"), spec.snapshot_manifest)
+        _copy_objects(files, spec.objects_uri, root, spark)
+        _ship_modules(files, root, work, spark)
     os.chdir(root)
     return root
+
+
+@dataclass(frozen=True)
+class _ManifestFile:
+    path: str
+    size: int
+    sha256: str
+    executable: bool
+
+
+def _manifest_files(data: Any, where: str | None) -> list[_ManifestFile]:
+    """The files a snapshot manifest lists (``{"files": [{"path", "size", "sha256", "executable"}]}``),
+    every entry checked: a path that is absolute or holds ``..`` could write outside the snapshot."""
+    entries = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise BootstrapError(f"The snapshot manifest at {where} has no 'files' list.")
+    files, problems = [], []
+    for entry in entries:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not _is_relative_posix(path) or "" in path.split("/") or "." in path.split("/"):
+            problems.append(f"unsafe path {path!r}")
+            continue
+        size, sha = entry.get("size"), entry.get("sha256")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(sha, str) or not _SHA256.match(sha):
+            problems.append(f"{path}: bad size or sha256")
+            continue
+        files.append(_ManifestFile(path, size, sha, entry.get("executable") is True))
+    if problems:
+        raise BootstrapError(f"The snapshot manifest at {where} is invalid: " + "; ".join(problems[:5]) + ".")
+    return files
+
+
+def _copy_objects(files: list[_ManifestFile], objects_uri: str, root: str, spark: _Spark) -> None:
+    """Copy each file's object into root, checking size and SHA-256, in a small thread pool."""
+    for folder in sorted({os.path.dirname(os.path.join(root, *f.path.split("/"))) for f in files}):
+        os.makedirs(folder, exist_ok=True)
+
+    def fetch(entry: _ManifestFile) -> str | None:
+        target = os.path.join(root, *entry.path.split("/"))
+        source = _child_uri(objects_uri, f"{entry.sha256[:2]}/{entry.sha256}")
+        try:
+            spark.download(source, target)
+        except Exception as exc:  # OSError or Py4JJavaError: say which file, then stop the run
+            return f"{entry.path} ({source}): {_brief(exc)}"
+        if os.path.getsize(target) != entry.size or _sha256_of(target) != entry.sha256:
+            return f"{entry.path}: the stored object does not match the manifest"
+        if entry.executable:
+            os.chmod(target, 0o755)
+        return None
+
+    with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
+        failed = [problem for problem in pool.map(fetch, files) if problem]
+    if failed:
+        raise BootstrapError(f"Cannot copy {len(failed)} snapshot file(s) from storage: " + "; ".join(failed[:3]) + ".")
+    _say(f"copied {len(files)} snapshot file(s) ({sum(f.size for f in files)} bytes) from {objects_uri}")
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _module_paths(files: list[_ManifestFile]) -> list[str]:
+    """What executors may import: every .py file, and every file inside a package folder."""
+    packages = {f.path.rsplit("/", 1)[0] for f in files if f.path.endswith("/__init__.py")}
+    return sorted(
+        f.path for f in files if f.path.endswith(".py") or ("/" in f.path and f.path.rsplit("/", 1)[0] in packages)
+    )
+
+
+def _ship_modules(files: list[_ManifestFile], root: str, work: str, spark: _Spark) -> None:
+    """Zip the snapshot's Python files and add them to the SparkContext for executors."""
+    modules = _module_paths(files)
+    if not modules or not _Spark.in_spark_submit():
+        return  # no executors without spark-submit
+    archive = os.path.join(work, "snapshot-modules.zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in modules:
+            bundle.write(os.path.join(root, *path.split("/")), path)
+    spark.context().addPyFile(archive)
 
 
 def _find_archive(name: str) -> str:
@@ -643,7 +784,7 @@ def _launch(spec: LaunchSpec, spark: _Spark, work: str) -> int:
     try:
         if spec.credentials_uri:
             _apply_credentials(spec.credentials_uri, spark)
-        root = _prepare_snapshot(spec.snapshot_archive, work)
+        root = _prepare_snapshot(spec, spark, work)
     except BootstrapError as exc:
         _say(str(exc))
         return EXIT_BOOTSTRAP
@@ -655,6 +796,18 @@ def _launch(spec: LaunchSpec, spark: _Spark, work: str) -> int:
     if spec.outputs_uri and not _ship_outputs(spark, outputs, spec.outputs_uri) and code == 0:
         code = 1  # a run whose outputs were not all saved is not a success
     return code
+
+
+def _write_exit(spec: LaunchSpec, code: int, spark: _Spark, work: str) -> None:
+    """Record the exit code in storage, after the log and outputs: a submitter that finds this
+    file knows how the run ended even when Livy has forgotten the batch."""
+    local = os.path.join(work, "exit.json")
+    with open(local, "w", encoding="utf-8") as handle:
+        json.dump({"run_id": spec.run_id, "exit_code": code}, handle)
+    try:
+        spark.upload(local, spec.exit_uri)
+    except Exception as exc:  # OSError or Py4JJavaError: the submitter then only has Livy's word
+        _say(f"could not save the exit code to {spec.exit_uri}: {_brief(exc)}")
 
 
 def main(argv: list[str]) -> int:
@@ -672,7 +825,10 @@ def main(argv: list[str]) -> int:
             _say(str(exc))
             return EXIT_BOOTSTRAP
         with _driver_log(spec.log_uri, spark, work):
-            return _launch(spec, spark, work)
+            code = _launch(spec, spark, work)
+        if spec.exit_uri:
+            _write_exit(spec, code, spark, work)
+        return code
     finally:
         os.chdir(start_dir)
         spark.close()
