@@ -1,0 +1,345 @@
+"""The cluster target: a Livy batch (HDInsight, or any Spark behind Apache Livy).
+
+What ``submit`` puts in the compute's ``storage`` before it POSTs the batch (nothing is sent
+twice: the snapshot is content-addressed and the bootstrap is named by its digest)::
+
+    objects/<ab>/<sha256>, snapshots/<digest>/...   the snapshot (snapshot_store.py)
+    bootstrap/<sha16>/driver.py                     Livy's ``file``: the bootstrap program
+    bootstrap/<sha16>/sparkjobs-runtime.zip         ``pyFiles``: what ``from sparkjobs import context`` needs
+    runs/<id>/launch.json                           the launch spec, the batch's only argument
+    runs/<id>/_credentials.json                     Hadoop keys for the driver; deleted by the
+                                                    bootstrap once read and by the target when
+                                                    the run ends
+
+The bootstrap reads the snapshot from its manifest and objects (not a zip in ``pyFiles``,
+which would upload the whole project again for a one-file change), and writes
+``runs/<id>/driver.log``, ``runs/<id>/outputs/`` and, last, ``runs/<id>/exit.json``.
+
+The batch conf is the merged Spark conf (never a secret: ``run_flow`` refuses them) plus
+``spark.jars.packages`` for the dependencies file's packages (Livy has no packages field) and
+``spark.yarn.maxAppAttempts=1`` (a retried attempt would find the credentials deleted). Its
+name is ``sparkjobs-<run id>``, which makes the POST safe to settle after a lost answer and
+lets ``runs attach`` recognise the batch after a Livy restart reused its id.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from livy import Batch, BatchNotFound, BatchRequest, BatchState, LivyClient
+
+from ..config import RunSettings
+from ..credentials import StorageCredentials, hadoop_conf_for, livy_password, resolve_storage_credentials
+from ..errors import ConfigError, TargetError
+from ..runs import RunRecord
+from ..snapshot import Snapshot, cache_path_for
+from ..snapshot_store import SnapshotStore
+from ..storage.base import Store
+from ..storage.registry import open_store
+from ..storage.uris import StorageLocation, parse_location
+from .base import Execution, JobLocations, SubmitPlan, Target
+from .livy_execution import LivyExecution, RunFiles, livy_errors
+
+__all__ = ["LivyTarget", "DEFAULT_POLL_SECONDS", "POLL_ENV"]
+
+#: Livy itself refreshes a batch's state from YARN every 5 s; polling faster learns nothing.
+DEFAULT_POLL_SECONDS = 5.0
+POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"
+RUNTIME_NAME = "sparkjobs-runtime.zip"
+
+
+@dataclass(frozen=True)
+class _Bootstrap:
+    """The bootstrap program and runtime zip, and where they live in storage."""
+
+    driver: Path
+    runtime: Path
+    tag: str  # the first 16 hex digits of the pair's sha256
+
+    @property
+    def driver_key(self) -> str:
+        return f"bootstrap/{self.tag}/driver.py"
+
+    @property
+    def runtime_key(self) -> str:
+        return f"bootstrap/{self.tag}/{RUNTIME_NAME}"
+
+    @classmethod
+    def build(cls, folder: Path) -> "_Bootstrap":
+        from ..bootstrap import BOOTSTRAP_PATH, build_runtime_zip
+
+        folder.mkdir(parents=True, exist_ok=True)
+        runtime = build_runtime_zip(folder)
+        tag = hashlib.sha256(BOOTSTRAP_PATH.read_bytes() + runtime.read_bytes()).hexdigest()[:16]
+        return cls(BOOTSTRAP_PATH, runtime, tag)
+
+
+class LivyTarget(Target):
+    detachable = True
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        self._home = Path(self._environ.get("SPARKJOBS_HOME") or "~/.sparkjobs").expanduser().absolute()
+        self._interval = _poll_seconds(self._environ)
+        self._credentials: dict[str, StorageCredentials | None] = {}
+
+    # ---- where things are --------------------------------------------------------------
+    @staticmethod
+    def _location(settings: RunSettings) -> StorageLocation:
+        if not settings.compute.storage:
+            raise ConfigError(f"aml_config/{settings.compute.name}.compute: key 'storage' is required for a cluster target.")
+        return parse_location(settings.compute.storage)
+
+    def _storage_credentials(self, settings: RunSettings) -> StorageCredentials | None:
+        storage = settings.compute.storage or ""
+        if storage not in self._credentials:
+            self._credentials[storage] = resolve_storage_credentials(self._location(settings), self._environ, settings.project.root)
+        return self._credentials[storage]
+
+    def _open_store(self, settings: RunSettings) -> Store:
+        return open_store(self._location(settings), self._storage_credentials(settings))
+
+    def locations(self, settings: RunSettings, workdir: Path, run_id: str) -> JobLocations:
+        where = self._location(settings)
+        return JobLocations(
+            outputs=where.outputs_uri(run_id),
+            shared=where.shared_uri(settings.project.workspace, settings.project.name),
+        )
+
+    def hadoop_secrets(self, settings: RunSettings) -> dict[str, str]:
+        return hadoop_conf_for(self._location(settings), self._storage_credentials(settings))
+
+    # ---- what is sent ------------------------------------------------------------------
+    def _launch_spec(self, plan: SubmitPlan, files: RunFiles) -> dict:
+        where = self._location(plan.settings)
+        return {
+            "version": 1,
+            "run_id": plan.run_id,
+            "script": plan.script,
+            "args": list(plan.args),
+            "snapshot_archive": None,
+            "snapshot_manifest": where.uri(SnapshotStore.manifest_key(plan.snapshot.digest), folder=False),
+            "objects_uri": where.uri("objects"),
+            "env": dict(plan.env),
+            "outputs_uri": where.outputs_uri(plan.run_id),
+            "log_uri": where.uri(files.driver_log, folder=False),
+            "credentials_uri": where.uri(files.credentials, folder=False) if plan.hadoop_secrets else None,
+            "exit_uri": where.uri(files.exit, folder=False),
+        }
+
+    def _request(self, plan: SubmitPlan, bootstrap: _Bootstrap, files: RunFiles) -> BatchRequest:
+        where = self._location(plan.settings)
+        compute, deps = plan.settings.compute, plan.settings.dependencies
+        conf = dict(plan.spark_conf)
+        for key, values in (("spark.jars.packages", deps.packages), ("spark.jars.repositories", deps.repositories)):
+            if values:
+                conf[key] = ",".join(v for v in (conf.get(key), *values) if v)
+        conf["spark.yarn.maxAppAttempts"] = "1"
+        return BatchRequest(
+            file=where.uri(bootstrap.driver_key, folder=False),
+            py_files=[where.uri(bootstrap.runtime_key, folder=False)],
+            args=[where.uri(files.launch_spec, folder=False)],
+            name=batch_name(plan.run_id),
+            conf=conf,
+            driver_memory=compute.driver_memory,
+            executor_memory=compute.executor_memory,
+            num_executors=compute.num_executors,
+            queue=compute.queue,
+        )
+
+    def _client(self, settings: RunSettings) -> LivyClient:
+        compute = settings.compute
+        if not compute.livy:
+            raise ConfigError(f"aml_config/{compute.name}.compute: key 'livy' is required for a cluster target.")
+        auth = None
+        if compute.username:
+            password = livy_password(compute.livy, self._environ, settings.project.root)
+            if not password:
+                raise ConfigError(
+                    f"No Livy password for {compute.username} at {compute.livy}: set SPARKJOBS_LIVY_PASSWORD, or add "
+                    f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file (never to the project)."
+                )
+            auth = (compute.username, password)
+        return LivyClient(compute.livy, auth=auth, verify=compute.verify, requested_by="sparkjobs")
+
+    # ---- submit ------------------------------------------------------------------------
+    def submit(self, plan: SubmitPlan) -> Execution:
+        store = self._open_store(plan.settings)
+        files = RunFiles(store, plan.run_id)
+        client = self._client(plan.settings)
+        bootstrap = _Bootstrap.build(plan.workdir)
+        try:
+            self._stage(plan, store, files, bootstrap)
+            request = self._request(plan, bootstrap, files)
+            with livy_errors("submit the Livy batch"):
+                batch = client.create_batch(request)
+        except BaseException:
+            files.forget_credentials()  # no batch will read it; a secret must not stay at rest
+            client.close()
+            raise
+        return self._execution(client, batch, files, plan.settings, request.name or "")
+
+    def _stage(self, plan: SubmitPlan, store: Store, files: RunFiles, bootstrap: _Bootstrap) -> None:
+        """Everything the batch reads, written in parallel: each is one storage round trip or
+        two when nothing changed, so a cached submit costs about one round trip."""
+        spec = json.dumps(self._launch_spec(plan, files), indent=2).encode()
+        jobs = [
+            lambda: self._save_snapshot(store, plan.snapshot),
+            lambda: _put_once(store, bootstrap.driver_key, bootstrap.driver),
+            lambda: _put_once(store, bootstrap.runtime_key, bootstrap.runtime),
+            lambda: store.put_bytes(files.launch_spec, spec),
+        ]
+        if plan.hadoop_secrets:
+            jobs.append(lambda: store.put_json(files.credentials, {"hadoop": dict(plan.hadoop_secrets)}))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            for future in [pool.submit(job) for job in jobs]:
+                future.result()
+
+    def _marker(self, store: Store, snapshot: Snapshot) -> Path:
+        """The last snapshot saved to this store from this project: its objects need no checks."""
+        return cache_path_for(self._home / "cache" / "last-snapshot", Path(f"{store.location}|{snapshot.root}"))
+
+    def _known_snapshot(self, store: Store, snapshot: Snapshot) -> str | None:
+        try:
+            return json.loads(self._marker(store, snapshot).read_text())["digest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _save_snapshot(self, store: Store, snapshot: Snapshot) -> None:
+        known = self._known_snapshot(store, snapshot)
+        SnapshotStore(store).save(snapshot, known_complete=known)
+        if known != snapshot.digest:
+            marker = self._marker(store, snapshot)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"digest": snapshot.digest}))
+
+    def _execution(self, client: LivyClient, batch: Batch, files: RunFiles, settings: RunSettings, name: str, forgotten: str | None = None) -> LivyExecution:
+        livy_url = settings.compute.livy or ""
+        return LivyExecution(client, batch, files, livy_url=livy_url, name=name, interval=self._interval, forgotten=forgotten)
+
+    # ---- attach ------------------------------------------------------------------------
+    def reattach(self, record: RunRecord, settings: RunSettings) -> Execution:
+        """The batch of a detached run, checked to be the same batch: Livy restarted without
+        recovery counts ids from 0 again, so an old id may name another run's batch."""
+        name = record.details.get("livy_batch_name") or batch_name(record.id)
+        batch_id = record.details.get("livy_batch_id")
+        if batch_id is None or not batch_id.isdigit():
+            raise TargetError(f"Run {record.id} has no Livy batch recorded: its submission did not finish.")
+        files = RunFiles(self._open_store(settings), record.id)
+        client = self._client(settings)
+        with livy_errors(f"find Livy batch {batch_id} ({name})"):
+            batch, why = _find_batch(client, int(batch_id), name, record.details.get("app_id"))
+        if batch is not None:
+            return self._execution(client, batch, files, settings, name)
+        client.close()
+        if files.exit_code() is not None:  # it ended and the bootstrap said how: finish from storage
+            placeholder = Batch(id=int(batch_id), state=BatchState.UNKNOWN, state_raw="unknown", name=name)
+            return self._execution(client, placeholder, files, settings, name, forgotten=f"Livy no longer knows batch {name}")
+        raise TargetError(
+            f"Livy no longer knows the batch of run {record.id} ({name}): {why}. A finished batch is forgotten "
+            f"after livy.server.session.state-retain.sec, and every batch when Livy restarts; the job left no "
+            f"exit code at {files.shown(files.exit)}, so sparkjobs cannot tell how it ended."
+        )
+
+    # ---- dry run -----------------------------------------------------------------------
+    def describe(self, plan: SubmitPlan) -> dict:
+        """The exact Livy request and what would be uploaded where; nothing is written."""
+        compute = plan.settings.compute
+        where = self._location(plan.settings)
+        store = self._open_store(plan.settings)
+        files = RunFiles(store, plan.run_id)
+        with tempfile.TemporaryDirectory(prefix="sparkjobs-describe-") as folder:
+            bootstrap = _Bootstrap.build(Path(folder))
+            request = self._request(plan, bootstrap, files)
+            spec = self._launch_spec(plan, files)
+            pieces = [
+                ("bootstrap", bootstrap.driver_key, bootstrap.driver.stat().st_size, store.exists(bootstrap.driver_key)),
+                ("runtime", bootstrap.runtime_key, bootstrap.runtime.stat().st_size, store.exists(bootstrap.runtime_key)),
+            ]
+        new_files, new_bytes = self._snapshot_to_upload(store, plan.snapshot)
+        uploads = [
+            {"what": "snapshot", "to": where.uri(f"snapshots/{plan.snapshot.digest}"), "files": len(plan.snapshot.entries),
+             "bytes": plan.snapshot.total_size, "new_files": new_files, "new_bytes": new_bytes},
+        ]
+        uploads += [
+            {"what": what, "to": where.uri(key, folder=False), "bytes": size, "already_stored": present}
+            for what, key, size, present in pieces
+        ]
+        uploads.append({"what": "launch spec", "to": where.uri(files.launch_spec, folder=False), "bytes": len(json.dumps(spec, indent=2))})
+        if plan.hadoop_secrets:
+            uploads.append({"what": "credentials", "to": where.uri(files.credentials, folder=False),
+                            "content": {"hadoop": {key: "***" for key in plan.hadoop_secrets}}})
+        return {
+            "livy": {"url": compute.livy, "username": compute.username, "password": "***" if compute.username else None},
+            "request": request.redacted(),
+            "launch_spec": spec,
+            "uploads": uploads,
+        }
+
+    def _snapshot_to_upload(self, store: Store, snapshot: Snapshot) -> tuple[int, int]:
+        """Files and bytes of the snapshot not yet in storage (what submit would upload)."""
+        snapshots = SnapshotStore(store)
+        if snapshots.is_complete(snapshot.digest):
+            return 0, 0
+        known = self._known_snapshot(store, snapshot)
+        present = {e.sha256 for e in snapshots.load_manifest(known)} if known and snapshots.is_complete(known) else set()
+        wanted = {e.sha256: e.size for e in snapshot.entries if e.sha256 not in present}
+        with ThreadPoolExecutor(max_workers=store.max_workers) as pool:
+            stored = list(pool.map(lambda sha: store.exists(SnapshotStore.object_key(sha)), wanted))
+        missing = [size for (sha, size), there in zip(wanted.items(), stored) if not there]
+        return len(missing), sum(missing)
+
+
+def batch_name(run_id: str) -> str:
+    return f"sparkjobs-{run_id}"
+
+
+def _put_once(store: Store, key: str, path: Path) -> None:
+    """Upload a content-addressed file unless it is already there."""
+    if not store.exists(key):
+        store.put_file(key, path, if_absent=True)
+
+
+def _find_batch(client: LivyClient, batch_id: int, name: str, app_id: str | None) -> tuple[Batch | None, str]:
+    """The batch by id if it still is ours, else by name; (None, why) when Livy has neither."""
+    try:
+        batch = client.get_batch(batch_id)
+    except BatchNotFound:
+        why = f"Livy has no batch {batch_id} and none named {name}"
+    else:
+        if _same_batch(batch, name, app_id):
+            return batch, ""
+        other = batch.name or batch.app_id or "unnamed"
+        why = (
+            f"batch id {batch_id} now belongs to another batch ({other}), so Livy restarted and reused the id, "
+            f"and no batch is named {name}"
+        )
+    try:
+        return client.get_batch_by_name(name), ""
+    except BatchNotFound:
+        return None, why
+
+
+def _same_batch(batch: Batch, name: str, app_id: str | None) -> bool:
+    """Whether the batch is the one meant; a Livy too old to keep names is judged by appId."""
+    if batch.name is not None:
+        return batch.name == name
+    return app_id is None or batch.app_id in (None, app_id)
+
+
+def _poll_seconds(environ: Mapping[str, str]) -> float:
+    raw = environ.get(POLL_ENV)
+    if not raw:
+        return DEFAULT_POLL_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 600:
+        raise ConfigError(f"{POLL_ENV} must be a number of seconds between 0 and 600, not {raw!r}.")
+    return value

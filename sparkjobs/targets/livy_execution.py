@@ -1,0 +1,256 @@
+"""A Livy batch as an Execution, the run's files in cluster storage, and the one seam where
+``livy`` errors become sparkjobs errors.
+
+What a user sees while a batch runs: Livy's own log (on YARN, the spark-submit client's output;
+Livy keeps only 200 lines per stream, which ``BatchHandle.tail`` handles) and each state
+change, live; then, once the batch has ended, the driver's own output, which the bootstrap
+wrote to ``runs/<id>/driver.log`` in storage, after a ``--- driver log ---`` header.
+
+How a run ends is read from Livy (success, dead, killed) and, for the exit code, from the
+``runs/<id>/exit.json`` the bootstrap writes last: Livy says only success or dead, and it
+forgets a finished batch after its retention period (or all of them when it restarts), in
+which case that file is the only word left on how the run ended.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+from livy import Batch, BatchHandle, BatchNotFound, BatchState, LivyClient, LivyError, LogLine
+
+from ..errors import TargetError
+from ..runs import RunRepository, RunStatus
+from ..storage.base import Store
+from .base import Execution, LineSink, Outcome
+
+__all__ = ["LivyExecution", "RunFiles", "livy_errors", "batch_details", "WATCH_DEADLINE_SECONDS"]
+
+#: How long one ``sparkjobs run`` watches a batch before it gives up watching (the batch runs on).
+WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
+DRIVER_LOG_HEADER = "--- driver log ---"
+
+
+@contextmanager
+def livy_errors(action: str) -> Iterator[None]:
+    """Turn any ``livy.LivyError`` into a TargetError (exit 2) that keeps Livy's message."""
+    try:
+        yield
+    except LivyError as exc:
+        raise TargetError(f"Could not {action}: {str(exc).rstrip('.')}.") from exc
+
+
+def batch_details(livy_url: str, batch: Batch, name: str) -> dict[str, str]:
+    """What a run record keeps about its batch; HDInsight links once the application is known."""
+    details = {"livy_url": livy_url, "livy_batch_id": str(batch.id), "livy_batch_name": batch.name or name}
+    if batch.app_id:
+        details["app_id"] = batch.app_id
+        host = urlsplit(livy_url).hostname or ""
+        if host.endswith(".azurehdinsight.net"):
+            details["yarn_ui"] = f"https://{host}/yarnui/hn/cluster/app/{batch.app_id}"
+            details["spark_history"] = f"https://{host}/sparkhistory/history/{batch.app_id}/jobs"
+    return details
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """One run's files in the cluster's storage, next to its outputs (layout of ``runs.py``)."""
+
+    store: Store
+    run_id: str
+
+    @property
+    def prefix(self) -> str:
+        return RunRepository.run_prefix(self.run_id)
+
+    @property
+    def launch_spec(self) -> str:
+        return f"{self.prefix}/launch.json"
+
+    @property
+    def credentials(self) -> str:
+        return f"{self.prefix}/_credentials.json"
+
+    @property
+    def exit(self) -> str:
+        return f"{self.prefix}/exit.json"
+
+    @property
+    def driver_log(self) -> str:
+        return RunRepository(self.store).log_key(self.run_id)
+
+    def shown(self, key: str) -> str:
+        """Where a key is, for messages: the store's location and the key."""
+        return f"{self.store.location.rstrip('/')}/{key}"
+
+    def exit_code(self) -> int | None:
+        """The script's exit code as the bootstrap recorded it, or None if it recorded none."""
+        try:
+            data = json.loads(self.store.get_bytes(self.exit))
+        except (FileNotFoundError, ValueError):
+            return None
+        code = data.get("exit_code") if isinstance(data, dict) else None
+        return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+    def forget_credentials(self) -> None:
+        """Delete the credentials file; the bootstrap normally has, this makes sure of it."""
+        self.store.delete(self.credentials)
+
+
+class _Watched:
+    """A LivyClient whose ``get_batch`` answers are also handed to ``on_batch``, so that state
+    changes and the appId reach the user as soon as the handle's polling sees them."""
+
+    def __init__(self, client: LivyClient, on_batch: Callable[[Batch], None]) -> None:
+        self._client = client
+        self._on_batch = on_batch
+
+    def get_batch(self, key: int | str) -> Batch:
+        batch = self._client.get_batch(key)
+        self._on_batch(batch)
+        return batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class LivyExecution(Execution):
+    """One Livy batch. ``forgotten`` starts it as a batch Livy no longer knows (reattach after
+    retention): then only storage is read."""
+
+    detachable = True
+
+    def __init__(
+        self,
+        client: LivyClient,
+        batch: Batch,
+        files: RunFiles,
+        *,
+        livy_url: str,
+        name: str,
+        interval: float,
+        forgotten: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._files = files
+        self._livy_url = livy_url
+        self._name = name
+        self._interval = interval
+        self._forgotten = forgotten  # why Livy no longer answers for the batch
+        self._killed = threading.Event()
+        self._sink: LineSink | None = None
+        self._last_state: BatchState | None = None
+        self._handle = BatchHandle(_Watched(client, self._seen), batch, sleep=sleep, clock=clock)  # type: ignore[arg-type]
+        self.details: Mapping[str, str] = batch_details(livy_url, batch, name)
+
+    @property
+    def batch(self) -> Batch:
+        return self._handle.batch
+
+    def _seen(self, batch: Batch) -> None:
+        self.details = batch_details(self._livy_url, batch, self._name)
+        if batch.state is not self._last_state and self._sink is not None:
+            first, self._last_state = self._last_state is None, batch.state
+            name = f" ({batch.name or self._name})" if first else ""
+            app = f", application {batch.app_id}" if batch.app_id else ""
+            self._sink(f"sparkjobs: Livy batch {batch.id}{name} is {batch.state_raw}{app}.")
+
+    # ---- Execution -------------------------------------------------------------------------
+    def stream(self, sink: LineSink) -> None:
+        self._sink = sink
+        try:
+            if not self._forgotten and not self._killed.is_set():
+                if self._last_state is None:
+                    self._seen(self._handle.batch)
+                self._follow(sink)
+        finally:
+            self._sink = None
+        self._emit_driver_log(sink)
+
+    def _follow(self, sink: LineSink) -> None:
+        batch_id = self._handle.id
+        with livy_errors(f"watch Livy batch {batch_id}"):
+            try:
+                for line in self._handle.tail(WATCH_DEADLINE_SECONDS, interval=self._interval):
+                    sink(_shown(line))
+            except BatchNotFound as exc:
+                if self._killed.is_set():
+                    return
+                self._forgotten = (
+                    f"Livy forgot batch {batch_id} before sparkjobs saw it end ({exc.message}): it keeps a "
+                    "finished batch only for livy.server.session.state-retain.sec, and none after a restart"
+                )
+                sink(f"sparkjobs: {self._forgotten}; reading how it ended from storage.")
+
+    def _emit_driver_log(self, sink: LineSink) -> None:
+        try:
+            text = self._files.store.get_bytes(self._files.driver_log).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            sink(f"sparkjobs: no driver log at {self._files.shown(self._files.driver_log)} yet.")
+            return
+        sink(DRIVER_LOG_HEADER)
+        for line in text.splitlines():
+            sink(line)
+
+    def wait(self) -> Outcome:
+        try:
+            if not (self._forgotten or self._killed.is_set() or self._handle.state.is_terminal):
+                self._wait_quietly()
+            return self._outcome()
+        finally:
+            self._files.forget_credentials()
+
+    def _wait_quietly(self) -> None:
+        with livy_errors(f"wait for Livy batch {self._handle.id}"):
+            try:
+                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._interval)
+            except BatchNotFound as exc:
+                self._forgotten = f"Livy forgot batch {self._handle.id} ({exc.message})"
+
+    def _outcome(self) -> Outcome:
+        batch = self._handle.batch
+        details = dict(self.details)
+        store = self._files.store
+        if self._killed.is_set():
+            return Outcome(RunStatus.KILLED, None, f"Stopped by the user: Livy batch {batch.id} was deleted.", details=details, outputs_store=store)
+        code = self._files.exit_code()
+        if self._forgotten:
+            if code is None:
+                error = f"{self._forgotten}; the job left no exit code at {self._files.shown(self._files.exit)}, so how it ended is unknown."
+                return Outcome(RunStatus.FAILED, None, error, details=details, outputs_store=store)
+            status = RunStatus.COMPLETED if code == 0 else RunStatus.FAILED
+            error = None if code == 0 else f"The job exited with code {code} (read from storage: {self._forgotten})."
+            return Outcome(status, code, error, details=details, outputs_store=store)
+        details["livy_state"] = batch.state_raw
+        if batch.state is BatchState.SUCCESS:
+            return Outcome(RunStatus.COMPLETED, 0 if code is None else code, None, details=details, outputs_store=store)
+        diagnostics = _diagnostics(batch)
+        if batch.state is BatchState.KILLED:
+            return Outcome(RunStatus.KILLED, None, f"Livy batch {batch.id} was killed{diagnostics}.", details=details, outputs_store=store)
+        ended = f"exited with code {code}" if code is not None else "failed before recording an exit code"
+        error = f"The job {ended}; Livy batch {batch.id} ended '{batch.state_raw}'{diagnostics}."
+        return Outcome(RunStatus.FAILED, code, error, details=details, outputs_store=store)
+
+    def kill(self) -> None:
+        self._killed.set()
+        with livy_errors(f"stop Livy batch {self._handle.id} (it may still be running)"):
+            self._handle.kill()
+
+
+def _shown(line: LogLine) -> str:
+    return f"YARN: {line.text}" if line.stream == "yarn" and not line.gap else line.text
+
+
+def _diagnostics(batch: Batch) -> str:
+    """The first line of YARN's diagnostics in the batch's last log lines, if any."""
+    if "\nYARN Diagnostics: " not in batch.log:
+        return ""
+    after = batch.log[batch.log.index("\nYARN Diagnostics: ") + 1 :]
+    first = next((line.strip() for line in after if line.strip()), "")
+    return f" (YARN: {first[:200]})" if first else ""
