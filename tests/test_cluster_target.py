@@ -386,6 +386,25 @@ def test_attach_refuses_a_reused_id_after_a_livy_restart(cluster, fake_livy, tmp
     assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).state == "running"  # not touched
 
 
+def test_livy_restart_while_watching_fails_the_run_and_leaves_the_new_batch_alone(cluster, fake_livy, tmp_path):
+    cluster.use(fake_livy)
+    other = write(tmp_path / "other.py", "import time\ntime.sleep(30)\n")
+    process = cluster.popen("run", "-c", "hdi", "--json", "sleeper.py", "60", "0")
+    try:
+        _wait_for(lambda: _printed(fake_livy, 0, "STARTED"), what="the job to start")
+        fake_livy.restart()
+        fake_livy.registry.create({"file": str(other), "name": "someone-else"})  # takes id 0
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    record = json.loads(out)
+    assert process.returncode == 1, err
+    assert record["status"] == "failed" and record["exit_code"] is None
+    assert "Livy" in record["error"] and "no exit code" in record["error"]
+    assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).name == "someone-else"
+
+
 def test_html_401_is_one_clear_error(cluster, livy_server_factory):
     server = livy_server_factory(runner="python", auth=("admin", "right-password"))
     cluster.use(server, extra="username: admin\n")
@@ -408,7 +427,12 @@ def test_missing_livy_password_is_a_config_error(cluster, fake_livy):
 
 def test_dry_run_prints_the_request_and_uploads_nothing(cluster, livy_server_factory):
     server = livy_server_factory(runner="python", auth=("admin", "dry-secret-password"))
-    cluster.use(server, extra="username: admin\n")
+    cluster.use(server, extra="username: admin\ndriverMemory: 2g\nnumExecutors: 3\nqueue: nightly\n")
+    write(
+        cluster.project / "aml_config" / "spark_dependencies.yml",
+        "configuration:\n  spark.sql.shuffle.partitions: 2\npackages: [org.example:lib:1.0]\n"
+        "repositories: [https://repo.example/maven]\n",
+    )
     env = dict(cluster.env, SPARKJOBS_LIVY_PASSWORD="dry-secret-password")
     done = cluster.cli("run", "-c", "hdi", "--dry-run", "sleeper.py", "1", "0", env=env)
     assert done.returncode == 0, done.stderr
@@ -416,6 +440,9 @@ def test_dry_run_prints_the_request_and_uploads_nothing(cluster, livy_server_fac
     request = plan["request"]
     assert request["name"].startswith("sparkjobs-") and request["file"].endswith("/driver.py")
     assert request["conf"]["spark.yarn.maxAppAttempts"] == "1"
+    assert request["conf"]["spark.jars.packages"] == "org.example:lib:1.0"  # Livy has no packages field
+    assert request["conf"]["spark.jars.repositories"] == "https://repo.example/maven"
+    assert (request["driverMemory"], request["numExecutors"], request["queue"]) == ("2g", 3, "nightly")
     assert plan["livy"] == {"url": server.url, "username": "admin", "password": "***"}
     assert plan["launch_spec"]["snapshot_manifest"].endswith("/manifest.json")
     uploads = {u["what"]: u for u in plan["uploads"]}

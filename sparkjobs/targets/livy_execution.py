@@ -101,6 +101,10 @@ class RunFiles:
         self.store.delete(self.credentials)
 
 
+class _Replaced(Exception):
+    """The batch id now names another batch: Livy restarted while the run was watched."""
+
+
 class _Watched:
     """A LivyClient whose ``get_batch`` answers are also handed to ``on_batch``, so that state
     changes and the appId reach the user as soon as the handle's polling sees them."""
@@ -154,6 +158,10 @@ class LivyExecution(Execution):
         return self._handle.batch
 
     def _seen(self, batch: Batch) -> None:
+        if batch.name is not None and batch.name != self._name:
+            raise _Replaced(
+                f"Livy batch {batch.id} now belongs to another batch ({batch.name}): Livy restarted and forgot this run's batch"
+            )
         self.details = batch_details(self._livy_url, batch, self._name)
         if batch.state is not self._last_state and self._sink is not None:
             first, self._last_state = self._last_state is None, batch.state
@@ -186,7 +194,10 @@ class LivyExecution(Execution):
                     f"Livy forgot batch {batch_id} before sparkjobs saw it end ({exc.message}): it keeps a "
                     "finished batch only for livy.server.session.state-retain.sec, and none after a restart"
                 )
-                sink(f"sparkjobs: {self._forgotten}; reading how it ended from storage.")
+            except _Replaced as exc:
+                self._forgotten = str(exc)
+        if self._forgotten:
+            sink(f"sparkjobs: {self._forgotten}; reading how it ended from storage.")
 
     def _emit_driver_log(self, sink: LineSink) -> None:
         try:
@@ -205,6 +216,7 @@ class LivyExecution(Execution):
             return self._outcome()
         finally:
             self._files.forget_credentials()
+            self._client.close()
 
     def _wait_quietly(self) -> None:
         with livy_errors(f"wait for Livy batch {self._handle.id}"):
@@ -212,6 +224,8 @@ class LivyExecution(Execution):
                 self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._interval)
             except BatchNotFound as exc:
                 self._forgotten = f"Livy forgot batch {self._handle.id} ({exc.message})"
+            except _Replaced as exc:
+                self._forgotten = str(exc)
 
     def _outcome(self) -> Outcome:
         batch = self._handle.batch
