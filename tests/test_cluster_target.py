@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from livy_server import LivyTestServer
-
 from helpers import REPO, cli, make_project, write
+from livy_server import LivyTestServer
 
 JOB = """
 import json, os, sys
@@ -112,6 +111,19 @@ class Cluster:
             [sys.executable, "-m", "sparkjobs.cli", *self._with_project(args)],
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         )
+
+    def run_while(self, server: LivyTestServer, action) -> tuple[subprocess.CompletedProcess, dict]:
+        """Start a 60 s sleeper run, call ``action(process)`` once the job has printed, wait for the CLI."""
+        process = self.popen("run", "-c", "hdi", "--json", "sleeper.py", "60", "0")
+        try:
+            _wait_for(lambda: _printed(server, 0, "STARTED"), what="the job to start")
+            action(process)
+            out, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        return done, _record(done)
 
     def stored_log(self, run_id: str) -> str:
         return (self.home / "runs" / run_id / "driver.log").read_text()
@@ -265,7 +277,7 @@ def test_success_streams_livy_log_then_the_driver_log(cluster, fake_livy):
 
 def test_a_one_file_change_uploads_one_object(cluster, fake_livy):
     cluster.use(fake_livy)
-    objects = lambda: sorted(p.name for p in (cluster.store / "objects").rglob("*") if p.is_file())  # noqa: E731
+    objects = lambda: sorted(p.name for p in (cluster.store / "objects").rglob("*") if p.is_file())
     first, _ = cluster.run("-c", "hdi", "sleeper.py", "0", "0")
     before = objects()
     write(cluster.project / "lib" / "helper.py", "def greet():\n    return 'changed'\n")
@@ -296,36 +308,24 @@ def test_connection_dropped_after_the_post_makes_no_duplicate_batch(cluster, fak
 
 def test_batch_killed_on_the_server_is_recorded_killed(cluster, fake_livy):
     cluster.use(fake_livy)
-    process = cluster.popen("run", "-c", "hdi", "--json", "sleeper.py", "60", "0")
-    try:
-        _wait_for(lambda: _printed(fake_livy, 0, "STARTED"), what="the job to start")
-        fake_livy.kill_batch(0)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    record = json.loads(out)
-    assert process.returncode == 1, err
+    done, record = cluster.run_while(fake_livy, lambda process: fake_livy.kill_batch(0))
+    assert done.returncode == 1, done.stderr
     assert record["status"] == "killed" and "was killed" in record["error"]
     assert fake_livy.count("DELETE") == 0
 
 
 def test_ctrl_c_deletes_the_batch_and_records_killed(cluster, fake_livy):
     cluster.use(fake_livy)
-    process = cluster.popen("run", "-c", "hdi", "--json", "sleeper.py", "60", "0")
-    try:
-        _wait_for(lambda: _printed(fake_livy, 0, "STARTED"), what="the job to start")
+
+    def interrupt(process: subprocess.Popen) -> None:
         time.sleep(0.5)  # a poll or two into the stream
         process.send_signal(signal.SIGINT)  # no TTY: the CLI kills rather than asking
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    record = json.loads(out)
-    assert process.returncode == 1, err
+
+    done, record = cluster.run_while(fake_livy, interrupt)
+    assert done.returncode == 1, done.stderr
     assert record["status"] == "killed" and "deleted" in record["error"]
     assert fake_livy.count("DELETE") == 1 and fake_livy.batch_count() == 0
-    assert "Traceback" not in err
+    assert "Traceback" not in done.stderr
 
 
 def test_batch_forgotten_while_watched_is_finished_from_storage(cluster, livy_server_factory):
@@ -389,17 +389,13 @@ def test_attach_refuses_a_reused_id_after_a_livy_restart(cluster, fake_livy, tmp
 def test_livy_restart_while_watching_fails_the_run_and_leaves_the_new_batch_alone(cluster, fake_livy, tmp_path):
     cluster.use(fake_livy)
     other = write(tmp_path / "other.py", "import time\ntime.sleep(30)\n")
-    process = cluster.popen("run", "-c", "hdi", "--json", "sleeper.py", "60", "0")
-    try:
-        _wait_for(lambda: _printed(fake_livy, 0, "STARTED"), what="the job to start")
+
+    def restart(process: subprocess.Popen) -> None:
         fake_livy.restart()
         fake_livy.registry.create({"file": str(other), "name": "someone-else"})  # takes id 0
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    record = json.loads(out)
-    assert process.returncode == 1, err
+
+    done, record = cluster.run_while(fake_livy, restart)
+    assert done.returncode == 1, done.stderr
     assert record["status"] == "failed" and record["exit_code"] is None
     assert "Livy" in record["error"] and "no exit code" in record["error"]
     assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).name == "someone-else"
@@ -557,7 +553,6 @@ def test_dry_run_against_azure_shows_secrets_as_stars_and_uploads_nothing(cluste
 
 def test_hdinsight_links_appear_once_the_application_is_known():
     from livy import Batch, BatchState
-
     from sparkjobs.targets.livy_execution import batch_details
 
     url = "https://mycluster.azurehdinsight.net/livy"

@@ -26,15 +26,20 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
-from livy import Batch, BatchNotFound, BatchRequest, BatchState, LivyClient
+from livy import Batch, BatchRequest, BatchState, LivyClient
 
 from ..config import RunSettings
-from ..credentials import StorageCredentials, hadoop_conf_for, livy_password, resolve_storage_credentials
+from ..credentials import (
+    StorageCredentials,
+    hadoop_conf_for,
+    livy_password,
+    resolve_storage_credentials,
+)
 from ..errors import ConfigError, TargetError
 from ..runs import RunRecord
 from ..snapshot import Snapshot, cache_path_for
@@ -43,9 +48,9 @@ from ..storage.base import Store
 from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
 from .base import Execution, JobLocations, SubmitPlan, Target
-from .livy_execution import LivyExecution, RunFiles, livy_errors
+from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
 
-__all__ = ["LivyTarget", "DEFAULT_POLL_SECONDS", "POLL_ENV"]
+__all__ = ["DEFAULT_POLL_SECONDS", "POLL_ENV", "LivyTarget"]
 
 #: Livy itself refreshes a batch's state from YARN every 5 s; polling faster learns nothing.
 DEFAULT_POLL_SECONDS = 5.0
@@ -70,7 +75,7 @@ class _Bootstrap:
         return f"bootstrap/{self.tag}/{RUNTIME_NAME}"
 
     @classmethod
-    def build(cls, folder: Path) -> "_Bootstrap":
+    def build(cls, folder: Path) -> _Bootstrap:
         from ..bootstrap import BOOTSTRAP_PATH, build_runtime_zip
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -233,13 +238,13 @@ class LivyTarget(Target):
         files = RunFiles(self._open_store(settings), record.id)
         client = self._client(settings)
         with livy_errors(f"find Livy batch {batch_id} ({name})"):
-            batch, why = _find_batch(client, int(batch_id), name, record.details.get("app_id"))
+            batch, why = find_batch(client, int(batch_id), name, record.details.get("app_id"))
         if batch is not None:
             return self._execution(client, batch, files, settings, name)
-        client.close()
         if files.exit_code() is not None:  # it ended and the bootstrap said how: finish from storage
             placeholder = Batch(id=int(batch_id), state=BatchState.UNKNOWN, state_raw="unknown", name=name)
             return self._execution(client, placeholder, files, settings, name, forgotten=f"Livy no longer knows batch {name}")
+        client.close()
         raise TargetError(
             f"Livy no longer knows the batch of run {record.id} ({name}): {why}. A finished batch is forgotten "
             f"after livy.server.session.state-retain.sec, and every batch when Livy restarts; the job left no "
@@ -303,33 +308,6 @@ def _put_once(store: Store, key: str, path: Path) -> None:
     """Upload a content-addressed file unless it is already there."""
     if not store.exists(key):
         store.put_file(key, path, if_absent=True)
-
-
-def _find_batch(client: LivyClient, batch_id: int, name: str, app_id: str | None) -> tuple[Batch | None, str]:
-    """The batch by id if it still is ours, else by name; (None, why) when Livy has neither."""
-    try:
-        batch = client.get_batch(batch_id)
-    except BatchNotFound:
-        why = f"Livy has no batch {batch_id} and none named {name}"
-    else:
-        if _same_batch(batch, name, app_id):
-            return batch, ""
-        other = batch.name or batch.app_id or "unnamed"
-        why = (
-            f"batch id {batch_id} now belongs to another batch ({other}), so Livy restarted and reused the id, "
-            f"and no batch is named {name}"
-        )
-    try:
-        return client.get_batch_by_name(name), ""
-    except BatchNotFound:
-        return None, why
-
-
-def _same_batch(batch: Batch, name: str, app_id: str | None) -> bool:
-    """Whether the batch is the one meant; a Livy too old to keep names is judged by appId."""
-    if batch.name is not None:
-        return batch.name == name
-    return app_id is None or batch.app_id in (None, app_id)
 
 
 def _poll_seconds(environ: Mapping[str, str]) -> float:

@@ -16,19 +16,28 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from livy import Batch, BatchHandle, BatchNotFound, BatchState, LivyClient, LivyError, LogLine
+from livy import (
+    Batch,
+    BatchHandle,
+    BatchNotFound,
+    BatchState,
+    LivyClient,
+    LivyError,
+    LogLine,
+)
 
 from ..errors import TargetError
 from ..runs import RunRepository, RunStatus
 from ..storage.base import Store
 from .base import Execution, LineSink, Outcome
 
-__all__ = ["LivyExecution", "RunFiles", "livy_errors", "batch_details", "WATCH_DEADLINE_SECONDS"]
+__all__ = ["WATCH_DEADLINE_SECONDS", "LivyExecution", "RunFiles", "batch_details", "find_batch", "livy_errors"]
 
 #: How long one ``sparkjobs run`` watches a batch before it gives up watching (the batch runs on).
 WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
@@ -268,3 +277,30 @@ def _diagnostics(batch: Batch) -> str:
     after = batch.log[batch.log.index("\nYARN Diagnostics: ") + 1 :]
     first = next((line.strip() for line in after if line.strip()), "")
     return f" (YARN: {first[:200]})" if first else ""
+
+
+def find_batch(client: LivyClient, batch_id: int, name: str, app_id: str | None) -> tuple[Batch | None, str]:
+    """The batch by id if it still is ours, else by name; (None, why) when Livy has neither."""
+    try:
+        batch = client.get_batch(batch_id)
+    except BatchNotFound:
+        why = f"Livy has no batch {batch_id} and none named {name}"
+    else:
+        if _same_batch(batch, name, app_id):
+            return batch, ""
+        other = batch.name or batch.app_id or "unnamed"
+        why = (
+            f"batch id {batch_id} now belongs to another batch ({other}), so Livy restarted and reused the id, "
+            f"and no batch is named {name}"
+        )
+    try:
+        return client.get_batch_by_name(name), ""
+    except BatchNotFound:
+        return None, why
+
+
+def _same_batch(batch: Batch, name: str, app_id: str | None) -> bool:
+    """Whether the batch is the one meant; a Livy too old to keep names is judged by appId."""
+    if batch.name is not None:
+        return batch.name == name
+    return app_id is None or batch.app_id in (None, app_id)
