@@ -452,7 +452,7 @@ def _manifest_files(data: Any, where: str | None) -> list[_ManifestFile]:
 
 def _copy_objects(files: list[_ManifestFile], objects_uri: str, root: str, spark: _Spark) -> None:
     """Copy each file's object into root, checking size and SHA-256, in a small thread pool."""
-    for folder in sorted({os.path.dirname(os.path.join(root, *f.path.split("/"))) for f in files}):
+    for folder in sorted({root} | {os.path.dirname(os.path.join(root, *f.path.split("/"))) for f in files}):
         os.makedirs(folder, exist_ok=True)
 
     def fetch(entry: _ManifestFile) -> str | None:
