@@ -50,18 +50,21 @@ def _print_summary(record: RunRecord) -> None:
         print(f"sparkjobs: {record.error}", file=sys.stderr)
 
 
+def _report(record: RunRecord, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(record.to_json(), indent=2))
+    else:
+        _print_summary(record)
+    return _exit_code(record)
+
+
 def run(args: argparse.Namespace) -> int:
     service = SparkJobs()
     request = RunRequest(args.project, args.config, args.script, tuple(args.args), detach=args.detach, dry_run=args.dry_run)
     if args.dry_run:
         print(json.dumps(service.describe_run(request), indent=2))
         return 0
-    record = service.run(request, _observer(args.json))
-    if args.json:
-        print(json.dumps(record.to_json(), indent=2))
-    else:
-        _print_summary(record)
-    return _exit_code(record)
+    return _report(service.run(request, _observer(args.json)), args.json)
 
 
 def init(args: argparse.Namespace) -> int:
@@ -121,12 +124,7 @@ def runs_show(args: argparse.Namespace) -> int:
 
 def runs_attach(args: argparse.Namespace) -> int:
     service = SparkJobs()
-    record = service.attach(args.project, args.run_id, _observer(args.json))
-    if args.json:
-        print(json.dumps(record.to_json(), indent=2))
-    else:
-        _print_summary(record)
-    return _exit_code(record)
+    return _report(service.attach(args.project, args.run_id, _observer(args.json)), args.json)
 
 
 def artifacts_download(args: argparse.Namespace) -> int:
