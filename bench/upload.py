@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from plugins.azurite import Azurite, start_azurite, stop_azurite  # noqa: E402
+
 from sparkjobs.credentials import CredentialKind, StorageCredentials  # noqa: E402
 from sparkjobs.storage.azure import AzureBlobStore  # noqa: E402
 from sparkjobs.storage.base import sha256_file  # noqa: E402

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 IDENTITY_HINT = "pip install 'sparkjobs[identity]'"
 _STORAGE_FIELDS = {"key", "sas", "connection_string"}
 _LIVY_FIELDS = {"password"}
+_WARNED: set[tuple[Path, int]] = set()
 
 
 class CredentialKind(str, enum.Enum):
@@ -184,10 +185,12 @@ def _load_file(environ: Mapping[str, str], project_dir: Path | None) -> _Credent
 
 
 def _warn_if_open(path: Path) -> None:
+    """One line on stderr (once per file and mode) when others may read the file."""
     if os.name != "posix":
         return
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
+    if mode & 0o077 and (path, mode) not in _WARNED:
+        _WARNED.add((path, mode))
         log.warning("Warning: credentials file %s has mode %04o; run 'chmod 600 %s' so only you can read it.", path, mode, path)
 
 

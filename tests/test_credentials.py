@@ -131,6 +131,9 @@ def test_open_file_mode_warns_in_one_line(caplog) -> None:
     assert "\n" not in message and str(path) in message and "0644" in message and "chmod 600" in message
     assert KEY not in message
     caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sparkjobs.credentials"):
+        livy_password("mycluster", os.environ)
+    assert caplog.records == []  # once per file is enough
     path.chmod(0o600)
     with caplog.at_level(logging.WARNING, logger="sparkjobs.credentials"):
         resolve()

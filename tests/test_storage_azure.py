@@ -7,14 +7,17 @@ import os
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+from plugins.azurite import AzuriteMissing, azurite_main
 
 from sparkjobs.credentials import CredentialKind, StorageCredentials
 from sparkjobs.errors import ArtifactTransferError, ConfigError, StorageError
+from sparkjobs.storage import azure as azure_backend
 from sparkjobs.storage.azure import AzureBlobStore, AzureOptions
 from sparkjobs.storage.local import LocalStore
 from sparkjobs.storage.registry import open_store
@@ -55,6 +58,15 @@ def test_missing_container_is_created_on_first_write(azurite, azurite_container:
     store.put_bytes("k", b"v")
     assert raw.exists()
     assert [b.name for b in raw.list_blobs()] == ["p/k"]  # the key lives under the prefix
+
+
+def test_an_existing_container_and_racing_first_writes_are_fine(monkeypatch, azurite, azurite_container: str) -> None:
+    azurite.container_client(azurite_container).create_container()
+    monkeypatch.setattr(azure_backend, "_READY", set())  # as in a fresh process
+    store = open_store(location(azurite, azurite_container), connection(azurite))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(lambda i: store.put_bytes(f"k{i}", b"v"), range(16)))
+    assert len(list(store.list(""))) == 16
 
 
 def test_unreachable_endpoint_is_one_clear_storage_error(azurite, azurite_container: str, tmp_path: Path) -> None:
@@ -203,7 +215,7 @@ def test_registry_maps_schemes_to_backends(tmp_path: Path, azurite, azurite_cont
     for scheme in ("wasbs", "wasb", "abfss", "abfs"):
         store = open_store(location(azurite, azurite_container, "x", scheme), connection(azurite))
         assert isinstance(store, AzureBlobStore)
-        assert store.location.startswith(f"{scheme}://{azurite_container}@devstoreaccount1.")
+        assert store.location == f"wasbs://{azurite_container}@devstoreaccount1.blob.core.windows.net/x"
 
 
 def test_registry_needs_credentials_for_azure(azurite_container: str) -> None:
@@ -220,3 +232,8 @@ def test_registry_gives_the_install_hint_without_the_azure_extra(monkeypatch) ->
     creds = StorageCredentials("acct", CredentialKind.ACCOUNT_KEY, "c2VjcmV0", "test")
     with pytest.raises(StorageError, match=r"pip install 'sparkjobs\[azure\]'"):
         open_store("wasbs://data@acct.blob.core.windows.net/runs", creds)
+
+
+def test_missing_azurite_is_a_clear_failure(tmp_path: Path) -> None:
+    with pytest.raises(AzuriteMissing, match=r"bash tests/run"):
+        azurite_main(tmp_path)

@@ -28,7 +28,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -94,7 +94,9 @@ class AzureBlobStore(Store):
         self._creds = credentials
         self.options = options or AzureOptions()
         self.max_workers = self.options.max_workers
-        self.location = str(location)
+        # Always the wasbs:// spelling of the container and prefix (an abfss:// location names
+        # the same container); never a secret, which lives only in the credentials.
+        self.location = location.uri(scheme="wasbs", folder=False)
         self._service = _service_client(location, credentials, self.options)
         self._container = self._service.get_container_client(location.container)
         # The endpoint as reached, without any query string (a SAS would be there).
@@ -202,11 +204,8 @@ class AzureBlobStore(Store):
             return self._blob(key).exists()
 
     def _delete(self, key: str) -> None:
-        with self._seam("delete", key):
-            try:
-                self._blob(key).delete_blob()
-            except ResourceNotFoundError:
-                pass
+        with self._seam("delete", key), suppress(ResourceNotFoundError):
+            self._blob(key).delete_blob()
 
     # ---- tree transfer: the base class's thread pool, with a leaner per-file step --------------
     def upload_tree(
