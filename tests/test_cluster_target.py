@@ -43,7 +43,8 @@ with open("outputs/metrics.json", "w") as handle:
         "cluster": context.is_cluster(),
         "shared": context.shared_path(),
     }, handle)
-spark.range(3).write.mode("overwrite").json(context.shared_path("numbers"))
+# one folder per mode: the runs are concurrent, and two overwrites of one folder would race
+spark.range(3).write.mode("overwrite").json(context.shared_path(f"numbers-{mode}"))
 print("PRINTED-BY-THE-SCRIPT", mode)
 if mode == "fail":
     sys.exit(3)
@@ -214,7 +215,7 @@ def test_success_on_the_cluster_is_recorded_with_artifacts_log_and_batch(spark_r
         "cluster": True,
         "shared": (project.store / "shared" / "ws" / "demo").as_uri() + "/",
     }
-    assert (project.store / "shared" / "ws" / "demo" / "numbers" / "_SUCCESS").exists()
+    assert (project.store / "shared" / "ws" / "demo" / "numbers-ok" / "_SUCCESS").exists()
     log = project.stored_log(record["id"])
     driver_part = log[log.index("--- driver log ---"):]
     assert "PRINTED-BY-THE-SCRIPT ok" in driver_part
@@ -229,7 +230,7 @@ def test_the_same_script_runs_unchanged_on_local(spark_runs):
     metrics = json.loads((project.home / "runs" / record["id"] / "outputs" / "metrics.json").read_text())
     assert metrics["greeting"] == metrics["executor_greeting"] == "hello from lib"
     assert metrics["cluster"] is False and metrics["data"] == "forty-two"
-    assert (project.base / "share" / "ws" / "demo" / "numbers" / "_SUCCESS").exists()
+    assert (project.base / "share" / "ws" / "demo" / "numbers-local" / "_SUCCESS").exists()
 
 
 @pytest.mark.spark
@@ -237,7 +238,7 @@ def test_failure_on_the_cluster_records_the_scripts_exit_code(spark_runs):
     project, done = spark_runs["project"], spark_runs["runs"]["fail"]
     record = _record(done)
     assert done.returncode == 1
-    assert record["status"] == "failed" and record["exit_code"] == 3
+    assert record["status"] == "failed" and record["exit_code"] == 3, project.stored_log(record["id"])[-3000:]
     assert "exited with code 3" in record["error"] and "'dead'" in record["error"]
     assert [a["path"] for a in record["artifacts"]] == ["outputs/metrics.json"]  # kept after a failure
     assert "PRINTED-BY-THE-SCRIPT fail" in project.stored_log(record["id"])
