@@ -144,7 +144,11 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Cluster:
+def cluster(tmp_path: Path, monkeypatch) -> Cluster:
+    # The server's jobs inherit this process's environment: a job killed by a test leaves its
+    # bootstrap's temp folder behind (SIGTERM ends it at once), and it should land in tmp_path.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     return Cluster(tmp_path, _env(tmp_path / "home"))
 
 
