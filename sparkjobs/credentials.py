@@ -156,17 +156,23 @@ class _CredentialsFile:
     livy: Mapping[str, str] = field(repr=False)
 
 
+def _check_outside_project(path: Path, project_dir: Path | None) -> None:
+    """Refuse a credentials file the project's snapshot could pick up, used or not."""
+    if project_dir is None:
+        return
+    project = Path(project_dir).resolve()
+    resolved = path.resolve()
+    if resolved == project or project in resolved.parents:
+        raise ConfigError(
+            f"The credentials file {path} is inside the project {project}, where it would be "
+            "snapshotted and sent to the cluster; move it to ~/.sparkjobs/credentials.yaml "
+            "or point SPARKJOBS_CREDENTIALS outside the project."
+        )
+
+
 def _load_file(environ: Mapping[str, str], project_dir: Path | None) -> _CredentialsFile | None:
     path = credentials_file_path(environ)
-    if project_dir is not None:
-        project = Path(project_dir).resolve()
-        resolved = path.resolve()
-        if resolved == project or project in resolved.parents:
-            raise ConfigError(
-                f"The credentials file {path} is inside the project {project}, where it would be "
-                "snapshotted and sent to the cluster; move it to ~/.sparkjobs/credentials.yaml "
-                "or point SPARKJOBS_CREDENTIALS outside the project."
-            )
+    _check_outside_project(path, project_dir)
     if not path.is_file():
         if environ.get("SPARKJOBS_CREDENTIALS"):
             raise ConfigError(f"SPARKJOBS_CREDENTIALS names {path}, which does not exist.")
@@ -241,6 +247,7 @@ def resolve_storage_credentials(
     if where.is_local:
         return None
     account = where.account
+    _check_outside_project(credentials_file_path(environ), project_dir)
     loaded: list[_CredentialsFile | None] = []
 
     def from_file(field_name: str) -> tuple[str, str] | None:
@@ -253,7 +260,7 @@ def resolve_storage_credentials(
     scoped = environ.get("AZURE_STORAGE_ACCOUNT") in (None, "", account)
     connection = environ.get("AZURE_STORAGE_CONNECTION_STRING")
     if connection:
-        named = parse_connection_string(connection).get("accountname")
+        named = parse_connection_string(connection).get("accountname", "").lower() or None
         if named in (None, account):
             return StorageCredentials(account, CredentialKind.CONNECTION_STRING, connection, "AZURE_STORAGE_CONNECTION_STRING")
         log.info("AZURE_STORAGE_CONNECTION_STRING is for account %s, not %s; not using it.", named, account)
@@ -298,6 +305,7 @@ def livy_password(
     ``https://mycluster.azurehdinsight.net/livy`` the entries tried are that URL, then
     ``mycluster.azurehdinsight.net``, then ``mycluster``.
     """
+    _check_outside_project(credentials_file_path(environ), project_dir)
     if environ.get("SPARKJOBS_LIVY_PASSWORD"):
         return environ["SPARKJOBS_LIVY_PASSWORD"]
     file = _load_file(environ, project_dir)

@@ -146,6 +146,10 @@ def test_a_credentials_file_inside_the_project_is_refused(monkeypatch, tmp_path:
     monkeypatch.setenv("SPARKJOBS_CREDENTIALS", str(inside))
     with pytest.raises(ConfigError, match="inside the project"):
         resolve(project_dir=project)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)  # refused even when the environment suffices
+    with pytest.raises(ConfigError, match="inside the project"):
+        resolve(project_dir=project)
+    monkeypatch.delenv("AZURE_STORAGE_KEY")
     with pytest.raises(ConfigError, match="inside the project"):
         livy_password("mycluster", os.environ, project)
     assert resolve(project_dir=tmp_path / "other").secret == KEY
