@@ -19,7 +19,8 @@ from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
 from .spark_env import check_java, read_spark_defaults, resource_dir
 from .targets import make_target
-from .targets.base import Execution, Outcome, SubmitPlan
+from .credentials import redact
+from .targets.base import Execution, Outcome, SubmitPlan, Target
 
 if TYPE_CHECKING:
     from .service import RunObserver, RunRequest, SparkJobs
@@ -103,7 +104,7 @@ def _save_snapshot(service: "SparkJobs", repo: RunRepository, snapshot: Snapshot
     marker.write_text(json.dumps({"digest": snapshot.digest}))
 
 
-def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, object]:
+def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, Target]:
     settings = load_run_settings(request.project_dir, request.config, service.environ)
     script, args = resolve_argv(settings, request.script, request.args)
     target = make_target(settings.compute, service.environ)
@@ -144,8 +145,8 @@ class _LogTee:
         self._observer = observer
 
     def __call__(self, line: str) -> None:
-        for secret in self._secrets:
-            line = line.replace(secret, "***")
+        if self._secrets:
+            line = redact(line, self._secrets)
         self._handle.write(line + "\n")
         self._handle.flush()
         self._observer.on_line(line)
