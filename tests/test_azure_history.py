@@ -56,6 +56,7 @@ def azure_run(azurite, tmp_path_factory):
     return {"env": env, "project": project, "container": container, "done": done, "record": record, "base": base}
 
 
+@pytest.mark.spark
 def test_run_is_recorded_in_the_container(azure_run, azurite):
     record, container = azure_run["record"], azure_run["container"]
     assert azure_run["done"].returncode == 0, azure_run["done"].stderr
@@ -70,6 +71,7 @@ def test_run_is_recorded_in_the_container(azure_run, azurite):
     assert not (Path(azure_run["env"]["SPARKJOBS_HOME"]) / "runs").exists()
 
 
+@pytest.mark.spark
 def test_list_show_and_download_work_against_the_container(azure_run, tmp_path):
     env, project, record = azure_run["env"], azure_run["project"], azure_run["record"]
     done, listed = cli_json("runs", "list", "--json", "--project", str(project), env=env)
@@ -81,6 +83,7 @@ def test_list_show_and_download_work_against_the_container(azure_run, tmp_path):
     assert (tmp_path / "result.txt").read_text() == "5"
 
 
+@pytest.mark.spark
 def test_no_secret_in_anything_the_run_wrote(azure_run, azurite):
     key = azurite.key
     assert key not in azure_run["done"].stdout + azure_run["done"].stderr
