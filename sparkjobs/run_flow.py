@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -143,13 +144,20 @@ class _LogTee:
         self._handle = open(path, "w", encoding="utf-8")
         self._secrets = [s for s in secrets if s]
         self._observer = observer
+        self._observer_gone = False
 
     def __call__(self, line: str) -> None:
         if self._secrets:
             line = redact(line, self._secrets)
         self._handle.write(line + "\n")
         self._handle.flush()
-        self._observer.on_line(line)
+        if self._observer_gone:
+            return
+        try:
+            self._observer.on_line(line)
+        except BrokenPipeError:
+            # `sparkjobs run | head` closed our stdout: the run goes on, and its log is kept.
+            self._observer_gone = True
 
     def close(self) -> None:
         self._handle.close()
@@ -257,18 +265,30 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
         if request.detach:
             observer.on_event(f"Submitted. Watch it with: sparkjobs runs attach {record.id}")
             return record
-        if _stream_until_done(execution, tee, observer):
-            observer.on_event(f"Detached. Resume watching with: sparkjobs runs attach {record.id}")
-            return record
-        outcome = execution.wait()
+        try:
+            if _stream_until_done(execution, tee, observer):
+                observer.on_event(f"Detached. Resume watching with: sparkjobs runs attach {record.id}")
+                return record
+            outcome = execution.wait()
+        except Exception as exc:
+            _abandon(repo, record, execution, exc)
+            raise
     finally:
         tee.close()
     return _finish(repo, record, outcome, plan.workdir, observer)
 
 
-def _merge_details(record: RunRecord, execution: Execution) -> RunRecord:
-    from dataclasses import replace
+def _abandon(repo: RunRepository, record: RunRecord, execution: Execution, exc: Exception) -> None:
+    """sparkjobs can no longer watch the job. A local job nobody watches is stopped; a cluster
+    batch keeps running and stays attachable. Either way the record says what happened."""
+    if execution.detachable:
+        repo.save(replace(record, error=f"sparkjobs stopped watching: {exc}"))
+        return
+    _without_sigint(execution.kill)
+    repo.save(record.finished(RunStatus.FAILED, None, error=f"sparkjobs stopped watching and killed the job: {exc}"))
 
+
+def _merge_details(record: RunRecord, execution: Execution) -> RunRecord:
     details = {k: v for k, v in dict(execution.details).items() if k != "pid"}
     return replace(record, details={**record.details, **details})
 

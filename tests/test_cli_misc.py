@@ -91,3 +91,24 @@ def test_snapshot_over_the_cap_is_refused_before_anything_is_written(python_proj
     done = cli("run", "-c", "local", "--project", str(python_project), "ok.py")
     assert done.returncode == 2 and "data.bin (2.0 MB)" in done.stderr and ".amlignore" in done.stderr
     assert not (isolated_home / "runs").exists()
+
+
+def test_a_closed_stdout_does_not_orphan_the_run(python_project, isolated_home):
+    # `sparkjobs run ... | head -1`: the reader goes away, the run must still finish and be recorded.
+    import os
+    import subprocess
+    import sys
+
+    write(python_project / "chatty.py", "for i in range(20000):\n    print('line', i)\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(python_project), "chatty.py"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=dict(os.environ),
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    done, runs = cli_json("runs", "list", "--json", "--project", str(python_project))
+    assert runs[0]["status"] == "completed" and runs[0]["script"] == "chatty.py"
+    log = (isolated_home / "runs" / runs[0]["id"] / "driver.log").read_text()
+    assert "line 19999" in log

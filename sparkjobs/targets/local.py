@@ -102,6 +102,9 @@ class LocalTarget(Target):
         env["PYTHONUNBUFFERED"] = "1"  # the driver's prints reach the terminal as they happen
         env.setdefault("PYSPARK_PYTHON", sys.executable)
         env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        if plan.settings.compute.master.startswith("local"):
+            # A local job needs no network: bind Spark to the loopback interface only.
+            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         return env
 
     def argv(self, plan: SubmitPlan, launch: Path) -> list[str]:
