@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -63,8 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) stop a run the way Ctrl-C does, so the job is
+    never left running with its record saying 'running' forever."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _interrupt_on_termination()
     try:
         return _dispatch(args)
     except SparkJobsError as exc:

@@ -112,3 +112,28 @@ def test_a_closed_stdout_does_not_orphan_the_run(python_project, isolated_home):
     assert runs[0]["status"] == "completed" and runs[0]["script"] == "chatty.py"
     log = (isolated_home / "runs" / runs[0]["id"] / "driver.log").read_text()
     assert "line 19999" in log
+
+
+def test_sigterm_to_sparkjobs_stops_the_job_and_records_it(python_project, isolated_home):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    write(python_project / "sleepy.py", "import time\nprint('STARTED', flush=True)\ntime.sleep(300)\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--json", "--project", str(python_project), "sleepy.py"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ), text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # bounded: the job prints STARTED at once
+            if "STARTED" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert json.loads(out)["status"] == "killed"
