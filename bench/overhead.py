@@ -4,7 +4,7 @@ Both sides run in this one process run, alternating, so machine noise hits both 
 Raw spark-submit gets the same Spark conf and log4j file sparkjobs passes, so the ratio measures
 sparkjobs itself (snapshot, record, bootstrap, output collection), not a logging difference.
 
-    python bench/overhead.py [--rounds 5]
+    python bench/overhead.py [--rounds 9]
 
 Target: median ratio <= 1.05. Also times the snapshot of a synthetic 2,000-file, 20 MB project.
 """
@@ -111,7 +111,7 @@ def bench_snapshot() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--snapshot-only", action="store_true")
     options = parser.parse_args()
     bench_snapshot()
