@@ -6,7 +6,6 @@ storage or connection errors (printed as one ``Error:`` sentence, never a traceb
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path

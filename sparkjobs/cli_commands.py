@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 
-from .errors import ConfigError
 from .progress import terminal_progress
 from .runs import RunRecord, RunStatus
 from .service import Interrupt, RunObserver, RunRequest, SparkJobs

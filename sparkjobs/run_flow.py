@@ -6,11 +6,10 @@ script path, snapshot cap, Java) is checked before a run record exists.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
-from .config import ProjectSettings, RunSettings, TargetType, load_project, load_run_settings
-from .errors import ArtifactTransferError, ConfigError, SparkJobsError, UnsafePathError
-from .runs import Artifact, RunRecord, RunRepository, RunStatus, new_run_id, utc_now
-from .snapshot import Snapshot, build_snapshot, cache_path_for
-from .snapshot_store import SnapshotStore
-from .spark_env import check_java, read_spark_defaults, resource_dir
+from .config import ProjectSettings, RunSettings, load_project
+from .errors import ConfigError, UnsafePathError
+from .runs import RunRecord, RunRepository
+from .snapshot import Snapshot
+from .spark_env import resource_dir
 from .storage.base import ProgressCallback, Store, safe_join
 from .storage.local import LocalStore
-from .targets.base import Execution, Outcome, SubmitPlan, Target
+from .targets.base import SubmitPlan, Target
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt"]
 

@@ -2,7 +2,6 @@
 and nothing is written to the run store."""
 from __future__ import annotations
 
-import os
 
 import pytest
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, cli, cli_json, make_project, write
+from helpers import cli, cli_json, make_project, write
 
 pytestmark = pytest.mark.spark
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
