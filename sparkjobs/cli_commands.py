@@ -59,7 +59,7 @@ def _report(record: RunRecord, as_json: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     service = SparkJobs()
-    request = RunRequest(args.project, args.config, args.script, tuple(args.args), detach=args.detach, dry_run=args.dry_run)
+    request = RunRequest(args.project, args.config, args.script, tuple(args.args), detach=args.detach)
     if args.dry_run:
         print(json.dumps(service.describe_run(request), indent=2))
         return 0

@@ -5,28 +5,25 @@ Store behind RunRepository, and what differs between local Spark and a cluster i
 """
 from __future__ import annotations
 
+import enum
 import os
-import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
-from .config import ProjectSettings, RunSettings, load_project
+from .config import ProjectSettings, load_project
 from .errors import ConfigError, UnsafePathError
 from .runs import RunRecord, RunRepository
-from .snapshot import Snapshot
 from .spark_env import resource_dir
 from .storage.base import ProgressCallback, Store, safe_join
 from .storage.local import LocalStore
-from .targets.base import SubmitPlan, Target
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt"]
 
-_SECRET_CONF = re.compile(r"(?i)fs\.azure\.(account\.key|sas)\.|secret|password")
+class Interrupt(str, enum.Enum):
+    """What to do with a running job when the user presses Ctrl-C."""
 
-
-class Interrupt:
     KILL = "kill"
     DETACH = "detach"
 
@@ -48,17 +45,6 @@ class RunRequest:
     script: str | None
     args: tuple[str, ...] = ()
     detach: bool = False
-    dry_run: bool = False
-
-
-@dataclass
-class _Prepared:
-    settings: RunSettings
-    repo: RunRepository
-    target: Target
-    snapshot: Snapshot
-    plan: SubmitPlan
-    secrets: list[str] = field(default_factory=list)
 
 
 class SparkJobs:
