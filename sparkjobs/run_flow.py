@@ -204,8 +204,14 @@ def _collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observe
     local = outcome.local_outputs
     remote = outcome.outputs_store
     if remote is not None and remote.location == repo.store.location:
-        stored = [(o.key, o.size, _store_sha256(repo.store, o.key)) for o in repo.store.list(prefix)]
-        return tuple(Artifact(k[len(run_prefix) + 1 :], size, digest) for k, size, digest in stored), (), None
+        known = outcome.output_digests
+        artifacts = []
+        for obj in repo.store.list(prefix):
+            relative = obj.key[len(prefix) + 1 :]
+            # Hashed by the job as it copied the file; anything it wrote some other way is read back.
+            digest = known.get(relative) or _store_sha256(repo.store, obj.key)
+            artifacts.append(Artifact(obj.key[len(run_prefix) + 1 :], obj.size, digest))
+        return tuple(artifacts), (), None
     if remote is not None:  # the cluster's storage is not the run history: bring them over
         local = local or workdir / "outputs-from-cluster"
         remote.download_tree(prefix, local)

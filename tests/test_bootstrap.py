@@ -577,7 +577,10 @@ def test_snapshot_manifest_mode_copies_the_snapshot_and_records_the_exit_code(tm
     assert json.loads((run / "outputs" / "seen.json").read_text()) == {
         "name": "pkg", "data": "forty-two", "tool_mode": "0o755", "cwd_is_snapshot": True,
     }  # fmt: skip
-    assert json.loads((run / "exit.json").read_text()) == {"run_id": "r1", "exit_code": 5}
+    seen = (run / "outputs" / "seen.json").read_bytes()
+    assert json.loads((run / "exit.json").read_text()) == {
+        "run_id": "r1", "exit_code": 5, "outputs_sha256": {"seen.json": hashlib.sha256(seen).hexdigest()},
+    }  # fmt: skip
     log = (run / "driver.log").read_text()
     assert "manifest job ran" in log and "copied 6 snapshot file(s)" in log
     assert not list((tmp_path / "cwd").iterdir())  # worked in a temp folder, left nothing behind

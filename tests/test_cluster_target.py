@@ -10,6 +10,7 @@ Python: the same launch spec, snapshot copy, driver log and exit file, without a
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -223,7 +224,12 @@ def test_success_on_the_cluster_is_recorded_with_artifacts_log_and_batch(spark_r
     log = project.stored_log(record["id"])
     driver_part = log[log.index("--- driver log ---"):]
     assert "PRINTED-BY-THE-SCRIPT ok" in driver_part
-    assert json.loads((project.store / "runs" / record["id"] / "exit.json").read_text())["exit_code"] == 0
+    exit_record = json.loads((project.store / "runs" / record["id"] / "exit.json").read_text())
+    assert exit_record["exit_code"] == 0
+    # The bootstrap hashed each output as it copied it; the record carries those digests.
+    stored = (project.store / "runs" / record["id"] / "outputs" / "metrics.json").read_bytes()
+    assert exit_record["outputs_sha256"] == {"metrics.json": hashlib.sha256(stored).hexdigest()}
+    assert record["artifacts"][0]["sha256"] == hashlib.sha256(stored).hexdigest()
 
 
 @pytest.mark.spark

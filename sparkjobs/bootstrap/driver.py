@@ -38,7 +38,7 @@ or copy the snapshot into a temp folder and work there; set ``env``; run the scr
 ``runpy.run_path(..., run_name="__main__")`` (``__file__`` and ``sys.argv[0]`` are its absolute
 path; the script's folder, then the snapshot root, lead ``sys.path``); copy ``./outputs`` to
 ``outputs_uri`` (also when the script failed); upload the log a last time; write
-``{"exit_code": N, "run_id": ...}`` to ``exit_uri`` (last, so its presence means the log and
+``{"exit_code": N, "run_id": ..., "outputs_sha256": {"model.pkl": "<hex>", ...}}`` to ``exit_uri`` (last, so its presence means the log and
 outputs are in storage: Livy only says success or dead, and forgets a batch after a while);
 exit with the script's exit code.
 
@@ -607,8 +607,11 @@ def _flush_stdio() -> None:
                 stream.flush()
 
 
-def _ship_outputs(spark: _Spark, local_dir: str, uri: str) -> bool:
-    """Copy every file under ``local_dir`` to ``uri``; False when some could not be copied."""
+def _ship_outputs(spark: _Spark, local_dir: str, uri: str, digests: dict[str, str]) -> bool:
+    """Copy every file under ``local_dir`` to ``uri``; False when some could not be copied.
+
+    ``digests`` receives the SHA-256 of each file copied, so the submitter can record the
+    artifacts without downloading them again."""
     same = _local_path(uri)
     if same is not None and os.path.realpath(same) == os.path.realpath(local_dir):
         return True  # already there; copying a file onto itself would truncate it
@@ -616,6 +619,7 @@ def _ship_outputs(spark: _Spark, local_dir: str, uri: str) -> bool:
     for relative in _files_under(local_dir):
         try:
             spark.upload(os.path.join(local_dir, relative), _child_uri(uri, relative))
+            digests[relative] = _sha256_of(os.path.join(local_dir, relative))
             copied += 1
         except Exception as exc:  # Py4JJavaError per file; one bad file must not stop the others
             failed += 1
@@ -779,7 +783,7 @@ def _driver_log(uri: str | None, spark: _Spark, work: str) -> Iterator[None]:
 # --- main ---------------------------------------------------------------------------------------
 
 
-def _launch(spec: LaunchSpec, spark: _Spark, work: str) -> int:
+def _launch(spec: LaunchSpec, spark: _Spark, work: str, digests: dict[str, str]) -> int:
     """Steps 1 to 6: credentials, snapshot, environment, script, outputs."""
     try:
         if spec.credentials_uri:
@@ -793,17 +797,17 @@ def _launch(spec: LaunchSpec, spark: _Spark, work: str) -> int:
     os.makedirs(outputs, exist_ok=True)
     _say(f"run {spec.run_id}: running {spec.script}")
     code = _run_script(spec.script, spec.args, root)
-    if spec.outputs_uri and not _ship_outputs(spark, outputs, spec.outputs_uri) and code == 0:
+    if spec.outputs_uri and not _ship_outputs(spark, outputs, spec.outputs_uri, digests) and code == 0:
         code = 1  # a run whose outputs were not all saved is not a success
     return code
 
 
-def _write_exit(spec: LaunchSpec, code: int, spark: _Spark, work: str) -> None:
+def _write_exit(spec: LaunchSpec, code: int, digests: dict[str, str], spark: _Spark, work: str) -> None:
     """Record the exit code in storage, after the log and outputs: a submitter that finds this
     file knows how the run ended even when Livy has forgotten the batch."""
     local = os.path.join(work, "exit.json")
     with open(local, "w", encoding="utf-8") as handle:
-        json.dump({"run_id": spec.run_id, "exit_code": code}, handle)
+        json.dump({"run_id": spec.run_id, "exit_code": code, "outputs_sha256": digests}, handle)
     try:
         spark.upload(local, spec.exit_uri)
     except Exception as exc:  # OSError or Py4JJavaError: the submitter then only has Livy's word
@@ -824,10 +828,11 @@ def main(argv: list[str]) -> int:
         except BootstrapError as exc:
             _say(str(exc))
             return EXIT_BOOTSTRAP
+        digests: dict[str, str] = {}
         with _driver_log(spec.log_uri, spark, work):
-            code = _launch(spec, spark, work)
+            code = _launch(spec, spark, work, digests)
         if spec.exit_uri:
-            _write_exit(spec, code, spark, work)
+            _write_exit(spec, code, digests, spark, work)
         return code
     finally:
         os.chdir(start_dir)

@@ -50,6 +50,9 @@ class Outcome:
     details: Mapping[str, str] = field(default_factory=dict)
     # Cluster targets: the job wrote its outputs straight to this store under runs/<id>/outputs/.
     outputs_store: Store | None = None
+    # SHA-256 of outputs the job already hashed (path relative to outputs/), so they need not
+    # be downloaded again to be recorded.
+    output_digests: Mapping[str, str] = field(default_factory=dict)
 
 
 class Execution(abc.ABC):

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,14 +96,24 @@ class RunFiles:
         """Where a key is, for messages: the store's location and the key."""
         return f"{self.store.location.rstrip('/')}/{key}"
 
-    def exit_code(self) -> int | None:
-        """The script's exit code as the bootstrap recorded it, or None if it recorded none."""
+    def _exit_record(self) -> dict:
         try:
             data = json.loads(self.store.get_bytes(self.exit))
         except (FileNotFoundError, ValueError):
-            return None
-        code = data.get("exit_code") if isinstance(data, dict) else None
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def exit_code(self) -> int | None:
+        """The script's exit code as the bootstrap recorded it, or None if it recorded none."""
+        code = self._exit_record().get("exit_code")
         return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+    def output_digests(self) -> dict[str, str]:
+        """SHA-256 of each output the bootstrap copied, by path under outputs/."""
+        digests = self._exit_record().get("outputs_sha256")
+        if not isinstance(digests, dict):
+            return {}
+        return {k: v for k, v in digests.items() if isinstance(k, str) and isinstance(v, str)}
 
     def forget_credentials(self) -> None:
         """Delete the credentials file; the bootstrap normally has, this makes sure of it."""
@@ -222,7 +232,7 @@ class LivyExecution(Execution):
         try:
             if not (self._forgotten or self._killed.is_set() or self._handle.state.is_terminal):
                 self._wait_quietly()
-            return self._outcome()
+            return replace(self._outcome(), output_digests=self._files.output_digests())
         finally:
             self._files.forget_credentials()
             self._client.close()
