@@ -53,3 +53,28 @@ def cli_json(*args: str, **kwargs) -> tuple[subprocess.CompletedProcess, dict]:
         return done, json.loads(done.stdout)
     except ValueError as exc:
         raise AssertionError(f"not JSON (exit {done.returncode}):\n{done.stdout}\n{done.stderr}") from exc
+
+
+def signal_run_after(marker: str, signum: int, *args: str, env: dict | None = None, wait: float = 120) -> tuple[int, str]:
+    """Start `sparkjobs <args>`, send signum once the job prints marker, and return
+    (exit code, stdout). Bounded: reading stops at the deadline, and the process is killed
+    (by its pid) if it outlives the test."""
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparkjobs.cli", *args],
+        env=env if env is not None else dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        deadline = time.monotonic() + wait
+        assert process.stderr is not None
+        for line in process.stderr:
+            if marker in line or time.monotonic() > deadline:
+                break
+        process.send_signal(signum)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, out

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import cli, cli_json, make_project, write
+from helpers import cli, cli_json, make_project, signal_run_after, write
 
 
 def test_init_copies_the_template_and_refuses_to_overwrite(tmp_path):
@@ -115,25 +115,11 @@ def test_a_closed_stdout_does_not_orphan_the_run(python_project, isolated_home):
 
 
 def test_sigterm_to_sparkjobs_stops_the_job_and_records_it(python_project, isolated_home):
-    import os
     import signal
-    import subprocess
-    import sys
 
     write(python_project / "sleepy.py", "import time\nprint('STARTED', flush=True)\ntime.sleep(300)\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--json", "--project", str(python_project), "sleepy.py"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ), text=True,
+    code, out = signal_run_after(
+        "STARTED", signal.SIGTERM, "run", "-c", "local", "--json", "--project", str(python_project), "sleepy.py"
     )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:  # bounded: the job prints STARTED at once
-            if "STARTED" in line:
-                break
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 1
+    assert code == 1
     assert json.loads(out)["status"] == "killed"

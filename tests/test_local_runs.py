@@ -6,13 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import cli, cli_json, make_project, write
+from helpers import cli, cli_json, make_project, signal_run_after, write
 
 pytestmark = pytest.mark.spark
 
@@ -168,23 +166,11 @@ def test_failing_job_exits_1_and_keeps_its_outputs(env):
 
 
 def test_ctrl_c_kills_the_job_and_records_killed(env):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--json", "--project", str(env["project"]), "slow.py"],
-        env=env["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    code, out = signal_run_after(
+        "STARTED", signal.SIGINT, "run", "-c", "local", "--json", "--project", str(env["project"]), "slow.py", env=env["env"]
     )
-    try:
-        deadline = time.monotonic() + 120
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "STARTED" in line or time.monotonic() > deadline:
-                break
-        process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
     record = json.loads(out)
-    assert process.returncode == 1
+    assert code == 1
     assert record["status"] == "killed"
     # the job's process group is gone: no spark-submit of this run is left behind
     leftover = subprocess.run(["pgrep", "-f", record["id"]], capture_output=True, text=True).stdout.strip()
