@@ -6,7 +6,6 @@ storage or connection errors (printed as one ``Error:`` sentence, never a traceb
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -51,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     attach = runs.add_parser("attach", parents=[common], help="resume watching a detached cluster run")
     attach.add_argument("run_id")
     attach.add_argument("--json", action="store_true")
+    recover = runs.add_parser("recover", parents=[common], help="settle a run whose sparkjobs process died")
+    recover.add_argument("run_id")
+    recover.add_argument("--json", action="store_true", help="print the settled run record as JSON")
 
     artifacts = commands.add_parser("artifacts", help="a run's outputs").add_subparsers(dest="artifacts_command", required=True, parser_class=_Parser)
     download = artifacts.add_parser("download", parents=[common], help="download an artifact or a folder of them")
@@ -63,21 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt_on_termination() -> None:
-    """SIGTERM and SIGHUP (a closed terminal) stop a run the way Ctrl-C does, so the job is
-    never left running with its record saying 'running' forever."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    # While a run is in flight, Ctrl-C, SIGTERM and SIGHUP are the run's (sparkjobs/stopping.py):
+    # it stops the job and records it. Elsewhere Ctrl-C just interrupts.
     args = _parser().parse_args(argv)
-    _interrupt_on_termination()
     try:
         return _dispatch(args)
     except SparkJobsError as exc:

@@ -9,7 +9,7 @@ from .progress import terminal_progress
 from .runs import RunRecord, RunStatus
 from .service import Interrupt, RunObserver, RunRequest, SparkJobs
 
-__all__ = ["run", "init", "runs_list", "runs_show", "runs_attach", "artifacts_download"]
+__all__ = ["run", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download"]
 
 
 def _exit_code(record: RunRecord) -> int:
@@ -124,6 +124,11 @@ def runs_show(args: argparse.Namespace) -> int:
 def runs_attach(args: argparse.Namespace) -> int:
     service = SparkJobs()
     return _report(service.attach(args.project, args.run_id, _observer(args.json)), args.json)
+
+
+def runs_recover(args: argparse.Namespace) -> int:
+    record = SparkJobs().recover(args.project, args.run_id, _observer(args.json))
+    return _report(record, args.json)
 
 
 def artifacts_download(args: argparse.Namespace) -> int:

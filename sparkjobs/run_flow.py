@@ -7,25 +7,29 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
-from .errors import ArtifactTransferError, ConfigError, SparkJobsError
-from .runs import Artifact, RunRecord, RunRepository, RunStatus, new_run_id, utc_now
+from .errors import ConfigError, SparkJobsError, StorageError
+from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_record
+from .liveness import ProcessIdentity
+from .runs import RunRecord, RunRepository, RunStatus, new_run_id, utc_now
 from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
 from .spark_env import check_java, read_spark_defaults, resource_dir
 from .targets import make_target
 from .credentials import redact
+from .stopping import StopRequests
 from .targets.base import Execution, Outcome, SubmitPlan, Target
+from .targets.local import SNAPSHOT_DIR
+from .targets.submit_process import EXIT_FILE, outcome_from_exit, read_exit_file
 
 if TYPE_CHECKING:
     from .service import RunObserver, RunRequest, SparkJobs
 
-__all__ = ["execute_run", "resolve_argv", "merged_spark_conf"]
+__all__ = ["execute_run", "reattach", "recover", "resolve_argv", "merged_spark_conf"]
 
 _SECRET_KEY = re.compile(r"(?i)^(spark\.hadoop\.)?fs\.azure\.(account\.key|sas)\.|secret|password")
 
@@ -162,168 +166,132 @@ class _LogTee:
         self._handle.close()
 
 
-def _stream_until_done(execution: Execution, tee: _LogTee, observer: "RunObserver") -> bool:
+def _stream_until_done(execution: Execution, tee: _LogTee, observer: "RunObserver", stops: StopRequests) -> bool:
     """Stream output; on Ctrl-C ask the shell whether to kill or detach. True means detached."""
     try:
-        execution.stream(tee)
+        with stops.interruptible():
+            execution.stream(tee)
         return False
     except KeyboardInterrupt:
-        from .service import Interrupt
+        pass
+    from .service import Interrupt
 
-        choice = observer.on_interrupt()
-        if choice == Interrupt.DETACH and execution.detachable:
-            return True
-        observer.on_event("Stopping the job...")
-        _without_sigint(execution.kill)
-        _without_sigint(lambda: execution.stream(tee))
-        return False
-
-
-def _without_sigint(action) -> None:
-    """A second Ctrl-C must not leave the run recorded as running forever."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        action()
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        action()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer: "RunObserver", workdir: Path):
-    """Upload a local outputs folder (also after a failed run) and describe what was stored.
-
-    With no local folder (cluster targets write straight to storage) the store is listed.
-    """
-    run_prefix = repo.run_prefix(run_id)
-    prefix = repo.outputs_prefix(run_id)
-    local = outcome.local_outputs
-    remote = outcome.outputs_store
-    if remote is not None and remote.location == repo.store.location:
-        known = outcome.output_digests
-        artifacts = []
-        for obj in repo.store.list(prefix):
-            relative = obj.key[len(prefix) + 1 :]
-            # Hashed by the job as it copied the file; anything it wrote some other way is read back.
-            digest = known.get(relative) or _store_sha256(repo.store, obj.key)
-            artifacts.append(Artifact(obj.key[len(run_prefix) + 1 :], obj.size, digest))
-        return tuple(artifacts), (), None
-    if remote is not None:  # the cluster's storage is not the run history: bring them over
-        local = local or workdir / "outputs-from-cluster"
-        remote.download_tree(prefix, local)
-    if not (local and local.is_dir()):
-        return (), (), None
-    files = [p for p in local.rglob("*") if p.is_file()]
-    progress = observer.progress("outputs", sum(p.stat().st_size for p in files)) if files else None
-    failed: tuple[str, ...] = ()
-    error = None
-    try:
-        results = repo.store.upload_tree(local, prefix, progress=progress)
-    except ArtifactTransferError as exc:
-        results = exc.succeeded
-        failed = tuple(sorted(k[len(run_prefix) + 1 :] for k in exc.failed))
-        error = f"{len(failed)} artifacts could not be stored: {', '.join(failed)}."
-    artifacts = tuple(Artifact(r.key[len(run_prefix) + 1 :], r.size, r.sha256) for r in results)
-    return artifacts, failed, error
-
-
-def _store_sha256(store, key: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(store.get_bytes(key)).hexdigest()
+    choice = Interrupt.KILL
+    if execution.detachable:
+        with stops.interruptible(pending=False):  # a second Ctrl-C at the prompt means kill
+            try:
+                choice = observer.on_interrupt()
+            except KeyboardInterrupt:
+                choice = Interrupt.KILL
+    if choice == Interrupt.DETACH:
+        return True
+    observer.on_event("Stopping the job (again to kill it at once)...")
+    execution.kill()
+    execution.stream(tee)  # what the job printed while stopping
+    return False
 
 
 def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> RunRecord:
-    repo, plan, target = prepare(service, request, observer)
-    _save_snapshot(service, repo, plan.snapshot, observer)
-    settings = plan.settings
-    record = RunRecord(
-        id=plan.run_id,
-        project=settings.project.name,
-        target=settings.compute.name,
-        script=plan.script,
-        args=plan.args,
-        status=RunStatus.RUNNING,
-        started_at=utc_now(),
-        snapshot=plan.snapshot.digest,
-        log=repo.log_key(plan.run_id),
-        details={"runconfig": settings.name},
-    )
-    repo.save(record)
-    observer.on_event(f"Run {record.id} on {settings.compute.name} ({settings.compute.type.value}).")
-    tee = _LogTee(plan.workdir / "driver.log", list(plan.hadoop_secrets.values()), observer)
+    stops = StopRequests()
+    with stops.installed():
+        with stops.interruptible():  # nothing is recorded yet, so stopping leaves nothing behind
+            repo, plan, target = prepare(service, request, observer)
+            _save_snapshot(service, repo, plan.snapshot, observer)
+        settings = plan.settings
+        record = RunRecord(
+            id=plan.run_id,
+            project=settings.project.name,
+            target=settings.compute.name,
+            script=plan.script,
+            args=plan.args,
+            status=RunStatus.RUNNING,
+            started_at=utc_now(),
+            snapshot=plan.snapshot.digest,
+            log=repo.log_key(plan.run_id),
+            details={"runconfig": settings.name},
+            owner=ProcessIdentity.current(),
+        )
+        repo.save(record)
+        observer.on_event(f"Run {record.id} on {settings.compute.name} ({settings.compute.type.value}).")
+        finisher = RunFinisher(repo, record, plan.workdir, observer)
+        return _watch(finisher, observer, stops, lambda: target.submit(plan), detach=request.detach,
+                      secrets=list(plan.hadoop_secrets.values()))
+
+
+def _watch(finisher: RunFinisher, observer: "RunObserver", stops: StopRequests, start, *, detach: bool,
+           secrets: list[str]) -> RunRecord:
+    """Start (or resume) watching a job and finish its run on every path out."""
+    run_id = finisher.record.id
+    tee = _LogTee(finisher.workdir / DRIVER_LOG, secrets, observer)
+    execution: Execution | None = None
     try:
         try:
-            execution = target.submit(plan)
+            execution = start()
         except SparkJobsError as exc:
-            tee.close()
-            repo.save(record.finished(RunStatus.FAILED, None, error=str(exc)))
+            return _finish_and_raise(finisher, Outcome(RunStatus.FAILED, None, str(exc)), exc)
+        stops.escalate_with(execution.kill_now)
+        finisher.update(_merge_details(finisher.record, execution))
+        if detach:
+            return _leave_running(finisher, observer, f"Submitted. Watch it with: sparkjobs runs attach {run_id}")
+        if stops.requested:  # asked to stop while the job was being started
+            execution.kill()
+            execution.stream(tee)
+        elif _stream_until_done(execution, tee, observer, stops):
+            return _leave_running(finisher, observer, f"Detached. Resume watching with: sparkjobs runs attach {run_id}")
+        outcome = execution.wait()
+    except KeyboardInterrupt:
+        outcome = _stopped(execution)
+    except BaseException as exc:
+        if execution is not None and execution.detachable and isinstance(exc, Exception):
+            # The batch runs on without us and stays attachable; the record says why we left.
+            finisher.update(replace(finisher.record, error=f"sparkjobs stopped watching: {exc}"))
             raise
-        record = _merge_details(record, execution)
-        repo.save(record)
-        if request.detach:
-            observer.on_event(f"Submitted. Watch it with: sparkjobs runs attach {record.id}")
-            return record
-        try:
-            if _stream_until_done(execution, tee, observer):
-                observer.on_event(f"Detached. Resume watching with: sparkjobs runs attach {record.id}")
-                return record
-            outcome = execution.wait()
-        except Exception as exc:
-            _abandon(repo, record, execution, exc)
-            raise
+        outcome = _abandoned(execution, exc)
+        return _finish_and_raise(finisher, outcome, exc)
     finally:
         tee.close()
-    return _finish(repo, record, outcome, plan.workdir, observer)
+    return finisher.finish(outcome)
 
 
-def _abandon(repo: RunRepository, record: RunRecord, execution: Execution, exc: Exception) -> None:
-    """sparkjobs can no longer watch the job. A local job nobody watches is stopped; a cluster
-    batch keeps running and stays attachable. Either way the record says what happened."""
-    if execution.detachable:
-        repo.save(replace(record, error=f"sparkjobs stopped watching: {exc}"))
-        return
-    _without_sigint(execution.kill)
-    repo.save(record.finished(RunStatus.FAILED, None, error=f"sparkjobs stopped watching and killed the job: {exc}"))
+def _stopped(execution: Execution | None) -> Outcome:
+    if execution is not None:
+        execution.kill()
+        return execution.wait()
+    return Outcome(RunStatus.KILLED, None, "Stopped by the user before the job started.")
+
+
+def _abandoned(execution: Execution | None, exc: BaseException) -> Outcome:
+    """sparkjobs can no longer watch the job: a local job nobody watches is stopped."""
+    if execution is not None:
+        execution.kill()
+        reason = f"sparkjobs stopped watching and killed the job: {_describe(exc)}"
+    else:
+        reason = f"The job could not be started: {_describe(exc)}"
+    return Outcome(RunStatus.FAILED, None, reason)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, SparkJobsError) else f"{type(exc).__name__}: {exc}"
+
+
+def _finish_and_raise(finisher: RunFinisher, outcome: Outcome, exc: BaseException) -> RunRecord:
+    try:
+        finisher.finish(outcome)
+    except StorageError as storage:  # the original error is the one to raise; say this one too
+        finisher.observer.on_event(str(storage))
+    raise exc
+
+
+def _leave_running(finisher: RunFinisher, observer: "RunObserver", message: str) -> RunRecord:
+    """A detached batch runs on: nobody owns the run until ``runs attach`` does."""
+    finisher.update(replace(finisher.record, owner=None))
+    observer.on_event(message)
+    return finisher.record
 
 
 def _merge_details(record: RunRecord, execution: Execution) -> RunRecord:
     details = {k: v for k, v in dict(execution.details).items() if k != "pid"}
     return replace(record, details={**record.details, **details})
-
-
-def _finish(repo: RunRepository, record: RunRecord, outcome: Outcome, workdir: Path, observer: "RunObserver") -> RunRecord:
-    def finish() -> RunRecord:
-        artifacts, failed, artifact_error = _collect_outputs(repo, record.id, outcome, observer, workdir)
-        log_file = workdir / "driver.log"
-        if log_file.exists():
-            repo.store.put_file(repo.log_key(record.id), log_file)
-        status = outcome.status
-        error = outcome.error
-        if failed:
-            error = f"{error} {artifact_error}" if error else artifact_error
-            if status is RunStatus.COMPLETED:
-                status = RunStatus.FAILED
-        final = record.finished(
-            status,
-            outcome.exit_code,
-            artifacts=artifacts,
-            failed_artifacts=failed,
-            error=error,
-            details={**record.details, **dict(outcome.details)},
-        )
-        repo.save(final)
-        if not failed:  # keep the working copy when something could not be stored
-            shutil.rmtree(workdir, ignore_errors=True)
-        return final
-
-    result: list[RunRecord] = []
-    _without_sigint(lambda: result.append(finish()))
-    return result[0]
 
 
 def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observer: "RunObserver") -> RunRecord:
@@ -335,14 +303,51 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
     settings = load_run_settings(project_dir or Path.cwd(), record.details.get("runconfig", record.target), service.environ)
     target = make_target(settings.compute, service.environ)
     resume = getattr(target, "reattach", None)
-    if resume is None:
-        raise ConfigError(f"Run {record.id} ran on the {settings.compute.type.value} target, which cannot be reattached.")
-    execution = resume(record, settings)
-    tee = _LogTee(service.home / "work" / record.id / "driver.log", [], observer)
-    try:
-        if _stream_until_done(execution, tee, observer):
-            return record
-        outcome = execution.wait()
-    finally:
-        tee.close()
-    return _finish(repo, record, outcome, service.home / "work" / record.id, observer)
+    if resume is None or not record.attachable:
+        raise ConfigError(
+            f"Run {record.id} ran on the {settings.compute.type.value} target, which cannot be reattached; "
+            f"'sparkjobs runs recover {record.id}' settles it if its sparkjobs process is gone."
+        )
+    execution = resume(record, settings)  # refuses a batch that is not this run's, changing nothing
+    stops = StopRequests()
+    with stops.installed():
+        finisher = RunFinisher(repo, replace(record, owner=ProcessIdentity.current()), service.home / "work" / record.id, observer)
+        return _watch(finisher, observer, stops, lambda: execution, detach=False, secrets=[])
+
+
+def recover(service: "SparkJobs", project_dir: Path | None, run_id: str, observer: "RunObserver") -> RunRecord:
+    """Settle a run whose sparkjobs process died: store what its work folder still holds and
+    record how the job really ended (the supervisor wrote that down), or that nobody knows."""
+    repo = service.repository(project_dir)
+    record = repo.load(repo.resolve(run_id)).as_seen_now()
+    if record.status is RunStatus.RUNNING:
+        if record.attachable:
+            raise ConfigError(f"Run {record.id} is a cluster batch; resume watching it with 'sparkjobs runs attach {record.id}'.")
+        who = f" (pid {record.owner.pid})" if record.owner else ""
+        raise ConfigError(f"Run {record.id} is still being watched by sparkjobs{who}; nothing to recover.")
+    workdir = service.home / "work" / record.id
+    pending = pending_record(workdir)
+    if record.status.is_terminal and pending is None:
+        raise ConfigError(f"Run {record.id} already ended ({record.status.value}); nothing to recover.")
+    outputs = workdir / SNAPSHOT_DIR / "outputs"
+    local_outputs = outputs if outputs.is_dir() else None
+    if pending is not None:  # it ended, but the store could not take its record then
+        outcome = outcome_of_record(pending, local_outputs)
+        record = replace(pending, status=RunStatus.RUNNING, ended_at=None)
+    else:
+        outcome = _outcome_after_loss(record, workdir, local_outputs)
+    finisher = RunFinisher(repo, record, workdir, observer)
+    return finisher.finish(outcome)
+
+
+def _outcome_after_loss(record: RunRecord, workdir: Path, local_outputs: Path | None) -> Outcome:
+    ended = read_exit_file(workdir / EXIT_FILE)
+    owner = f"sparkjobs (pid {record.owner.pid})" if record.owner else "sparkjobs"
+    if ended is None:
+        return Outcome(RunStatus.FAILED, None, f"{owner} stopped before the job's end was known.", local_outputs)
+    if ended.get("reason"):
+        why = f"{owner} stopped, and the job was stopped with it."
+        return Outcome(RunStatus.KILLED, None, why, local_outputs, ended_at=ended.get("ended_at"))
+    outcome = outcome_from_exit(ended["exit_code"], False, local_outputs)
+    why = f"{outcome.error or 'The job completed.'} {owner} stopped before recording it."
+    return replace(outcome, error=why, ended_at=ended.get("ended_at"))

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from .errors import RunNotFound, StorageError
+from .liveness import ProcessIdentity
 from .storage.base import Store, check_key
 
 __all__ = ["RunStatus", "Artifact", "RunRecord", "RunRepository", "new_run_id", "utc_now"]
@@ -33,10 +34,13 @@ class RunStatus(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     KILLED = "killed"
+    #: Shown, never stored: the record says running, but the sparkjobs process that owned the
+    #: run is gone. ``sparkjobs runs recover`` settles it.
+    LOST = "lost"
 
     @property
     def is_terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
+        return self not in (RunStatus.RUNNING, RunStatus.LOST)
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,12 @@ class RunRecord:
     error: str | None = None  # why the run failed, when sparkjobs knows
     failed_artifacts: tuple[str, ...] = ()
     details: dict[str, str] = field(default_factory=dict)  # target facts: batch id, appId, URLs
+    owner: ProcessIdentity | None = None  # the sparkjobs process watching the run, while it runs
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        data["owner"] = self.owner.to_json() if self.owner else None
         data["args"] = list(self.args)
         data["artifacts"] = [asdict(a) for a in self.artifacts]
         data["failed_artifacts"] = list(self.failed_artifacts)
@@ -91,12 +97,32 @@ class RunRecord:
                 error=data.get("error"),
                 failed_artifacts=tuple(data.get("failed_artifacts", ())),
                 details=dict(data.get("details") or {}),
+                owner=ProcessIdentity.from_json(data.get("owner")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"Run record {data.get('id', '?')} is malformed: {exc}.") from exc
 
     def finished(self, status: RunStatus, exit_code: int | None, **changes: Any) -> "RunRecord":
-        return replace(self, status=status, exit_code=exit_code, ended_at=utc_now(), **changes)
+        changes.setdefault("ended_at", utc_now())
+        return replace(self, status=status, exit_code=exit_code, owner=None, **changes)
+
+    @property
+    def attachable(self) -> bool:
+        """A cluster batch runs on without its watcher; ``runs attach`` resumes watching it."""
+        return "livy_batch_id" in self.details
+
+    def as_seen_now(self) -> "RunRecord":
+        """The record, marked lost when it says running but its owner process has died."""
+        if self.status is not RunStatus.RUNNING or self.owner is None or self.attachable:
+            return self
+        if self.owner.is_alive() is not False:
+            return self
+        return replace(
+            self,
+            status=RunStatus.LOST,
+            error=f"The sparkjobs process that ran it (pid {self.owner.pid}) ended without recording how the run "
+            f"ended; 'sparkjobs runs recover {self.id}' stores what is left and records its end.",
+        )
 
 
 def utc_now() -> str:

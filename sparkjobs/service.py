@@ -79,14 +79,14 @@ class SparkJobs:
         name = None if all_projects or project is None else project.name
         runs = []
         for record in repo.iter_runs(name):
-            runs.append(record)
+            runs.append(record.as_seen_now())
             if limit and len(runs) >= limit:
                 break
         return runs
 
     def get_run(self, project_dir: Path | None, run_id: str) -> RunRecord:
         repo = self.repository(project_dir)
-        return repo.load(repo.resolve(run_id))
+        return repo.load(repo.resolve(run_id)).as_seen_now()
 
     def get_log(self, project_dir: Path | None, run_id: str) -> str:
         repo = self.repository(project_dir)
@@ -180,3 +180,10 @@ class SparkJobs:
         from .run_flow import reattach
 
         return reattach(self, project_dir, run_id, observer or RunObserver())
+
+    def recover(self, project_dir: Path | None, run_id: str, observer: RunObserver | None = None) -> RunRecord:
+        """Settle a lost run (its sparkjobs process died) or store a record that could not be
+        stored when its run ended."""
+        from .run_flow import recover
+
+        return recover(self, project_dir, run_id, observer or RunObserver())

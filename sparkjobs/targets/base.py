@@ -53,6 +53,7 @@ class Outcome:
     # SHA-256 of outputs the job already hashed (path relative to outputs/), so they need not
     # be downloaded again to be recorded.
     output_digests: Mapping[str, str] = field(default_factory=dict)
+    ended_at: str | None = None  # when known better than "now" (a run settled after the fact)
 
 
 class Execution(abc.ABC):
@@ -72,7 +73,12 @@ class Execution(abc.ABC):
     def wait(self) -> Outcome: ...
 
     @abc.abstractmethod
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """Stop the job gracefully; returns once it has stopped or been killed."""
+
+    def kill_now(self) -> None:
+        """Stop at once (the user asked twice); may be called from a signal handler."""
+        self.kill()
 
 
 class Target(abc.ABC):

@@ -11,7 +11,7 @@ from ..config import Framework, RunSettings
 from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
 from .base import Execution, JobLocations, SubmitPlan, Target
-from .submit_process import ProcessExecution
+from .submit_process import EXIT_FILE, ProcessExecution
 
 __all__ = ["LocalTarget", "spark_submit_argv", "write_private_json", "shared_folder"]
 
@@ -118,7 +118,11 @@ class LocalTarget(Target):
     def submit(self, plan: SubmitPlan) -> Execution:
         snapshot_dir, launch = self._launch(plan)
         return ProcessExecution(
-            self.argv(plan, launch), cwd=snapshot_dir, env=self.process_env(plan), outputs=snapshot_dir / "outputs"
+            self.argv(plan, launch),
+            cwd=snapshot_dir,
+            env=self.process_env(plan),
+            outputs=snapshot_dir / "outputs",
+            exit_file=plan.workdir / EXIT_FILE,
         )
 
     def describe(self, plan: SubmitPlan) -> dict:

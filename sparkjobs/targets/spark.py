@@ -53,7 +53,7 @@ from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
 from .base import Execution, JobLocations, Outcome, SubmitPlan
 from .local import LocalTarget, spark_submit_argv
-from .submit_process import ProcessExecution
+from .submit_process import EXIT_FILE, ProcessExecution
 
 __all__ = ["SparkClusterTarget", "snapshot_zip_path", "write_snapshot_zip"]
 
@@ -130,8 +130,8 @@ class _SparkExecution(ProcessExecution):
     """A spark-submit process; with storage, the bootstrap has copied its outputs to ``store``."""
 
     def __init__(self, argv: Sequence[str], *, cwd: Path, env: dict[str, str], outputs: Path | None,
-                 store: Store | None, details: dict[str, str]) -> None:
-        super().__init__(argv, cwd=cwd, env=env, outputs=outputs)
+                 exit_file: Path, store: Store | None, details: dict[str, str]) -> None:
+        super().__init__(argv, cwd=cwd, env=env, outputs=outputs, exit_file=exit_file)
         self._store = store
         self.details = {**self.details, **details}
 
@@ -202,6 +202,7 @@ class SparkClusterTarget(LocalTarget):
             cwd=snapshot_dir,
             env=self.process_env(plan),
             outputs=None if store is not None else snapshot_dir / "outputs",
+            exit_file=plan.workdir / EXIT_FILE,
             store=store,
             details={"master": plan.settings.compute.master},
         )

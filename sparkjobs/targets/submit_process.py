@@ -1,11 +1,20 @@
 """A spark-submit (or python) child process: start it, stream it, stop it. Shared by the
-local and spark targets."""
+local and spark targets.
+
+The job runs under ``_supervisor.py`` as the leader of its own process group and session, so a
+terminal's Ctrl-C reaches sparkjobs only and sparkjobs decides how to stop the job; the
+supervisor ends the group if sparkjobs dies, and writes the job's end to ``exit.json``.
+"""
 from __future__ import annotations
 
+import json
 import os
+import selectors
 import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -13,21 +22,47 @@ from ..errors import TargetError
 from ..runs import RunStatus
 from .base import Execution, LineSink, Outcome
 
-__all__ = ["ProcessExecution"]
+__all__ = ["ProcessExecution", "SUPERVISOR_PATH", "EXIT_FILE", "read_exit_file", "outcome_from_exit"]
 
+SUPERVISOR_PATH = Path(__file__).with_name("_supervisor.py")
+EXIT_FILE = "exit.json"
 _GRACE_SECONDS = 10
+#: After the job's main process has ended, how long output still held open by a process that
+#: escaped its group may keep the run from finishing.
+_DRAIN_SECONDS = 5.0
+
+
+def read_exit_file(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("exit_code"), int) else None
+
+
+def outcome_from_exit(code: int | None, killed: bool, outputs: Path | None, reason: str | None = None) -> Outcome:
+    """The run's outcome from the job's exit code, the same however the kill was timed."""
+    if killed:
+        # A stopped job has no exit code of its own: spark-submit reports 143, 137 or -15
+        # depending on which process the signal reached first.
+        return Outcome(RunStatus.KILLED, None, reason or "Stopped by the user.", outputs)
+    if code == 0:
+        return Outcome(RunStatus.COMPLETED, 0, None, outputs)
+    if code is None:
+        return Outcome(RunStatus.FAILED, None, reason or "The job's exit code is unknown.", outputs)
+    return Outcome(RunStatus.FAILED, code, reason or f"The job exited with code {code}.", outputs)
 
 
 class ProcessExecution(Execution):
-    """Runs argv in its own session, so a terminal's Ctrl-C reaches sparkjobs only, and
-    sparkjobs decides how to stop the job (and records it as killed)."""
-
-    def __init__(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], outputs: Path | None) -> None:
+    def __init__(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], outputs: Path | None,
+                 exit_file: Path) -> None:
         self._outputs = outputs
+        self._exit_file = exit_file
         self._killed = threading.Event()
+        supervised = [sys.executable, "-S", str(SUPERVISOR_PATH), str(exit_file), "--", *argv]
         try:
             self._process = subprocess.Popen(
-                list(argv),
+                supervised,
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
@@ -40,30 +75,55 @@ class ProcessExecution(Execution):
         self.details = {"pid": str(self._process.pid)}
 
     def stream(self, sink: LineSink) -> None:
+        """Deliver lines until the output closes, or shortly after the job has ended even if a
+        process that escaped its group still holds the output open."""
         assert self._process.stdout is not None
-        for raw in self._process.stdout:
-            sink(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        pipe = self._process.stdout
+        pending = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(pipe, selectors.EVENT_READ)
+            drain_until: float | None = None
+            while True:
+                if drain_until is None and self._process.poll() is not None:
+                    drain_until = time.monotonic() + _DRAIN_SECONDS
+                timeout = 0.2 if drain_until is None else max(0.0, drain_until - time.monotonic())
+                if not selector.select(timeout):
+                    if drain_until is not None and time.monotonic() >= drain_until:
+                        break
+                    continue
+                chunk = os.read(pipe.fileno(), 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    sink(raw.decode("utf-8", errors="replace").rstrip("\r"))
+        if pending:
+            sink(pending.decode("utf-8", errors="replace").rstrip("\r"))
 
     def wait(self) -> Outcome:
-        code = self._process.wait()
-        if self._killed.is_set():
-            return Outcome(RunStatus.KILLED, code, "Stopped by the user.", self._outputs)
-        if code == 0:
-            return Outcome(RunStatus.COMPLETED, 0, None, self._outputs)
-        return Outcome(RunStatus.FAILED, code, f"The job exited with code {code}.", self._outputs)
+        returncode = self._process.wait()
+        ended = read_exit_file(self._exit_file)
+        code = ended["exit_code"] if ended else (128 - returncode if returncode < 0 else returncode)
+        return outcome_from_exit(code, self._killed.is_set(), self._outputs)
 
     def kill(self) -> None:
-        """SIGTERM to the job's process group (ours alone), then SIGKILL after a grace period."""
+        """Ask the supervisor to stop the job's group; SIGKILL the group after a grace period."""
         self._killed.set()
         if self._process.poll() is not None:
             return
         try:
-            os.killpg(self._process.pid, signal.SIGTERM)
+            os.kill(self._process.pid, signal.SIGTERM)
             self._process.wait(timeout=_GRACE_SECONDS)
         except ProcessLookupError:
             return
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.kill_now()
+
+    def kill_now(self) -> None:
+        """SIGKILL the whole group at once: the user asked twice."""
+        self._killed.set()
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,164 @@
+"""The one place a run ends: every exit path of ``run``, ``runs attach`` and ``runs recover``
+comes here, so no path can leave a record saying ``running``.
+
+Finishing stores what can be stored (outputs, the driver log), records the final status with
+its reason, and when something cannot be stored says where it was kept instead: the run's
+work folder, with the final record beside it, which ``sparkjobs runs recover`` uploads later.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ArtifactTransferError, SparkJobsError, StorageError
+from .runs import Artifact, RunRecord, RunRepository, RunStatus
+from .targets.base import Outcome
+
+if TYPE_CHECKING:
+    from .service import RunObserver
+
+__all__ = ["RunFinisher", "PENDING_RECORD", "DRIVER_LOG"]
+
+#: The final record, kept in the work folder when the run store could not take it.
+PENDING_RECORD = "run.json"
+DRIVER_LOG = "driver.log"
+
+
+class RunFinisher:
+    def __init__(self, repo: RunRepository, record: RunRecord, workdir: Path, observer: "RunObserver") -> None:
+        self.repo = repo
+        self.record = record
+        self.workdir = workdir
+        self.observer = observer
+        self._final: RunRecord | None = None
+
+    def update(self, record: RunRecord) -> None:
+        """Save an intermediate state of a running run (target details, owner)."""
+        self.record = record
+        self.repo.save(record)
+
+    def finish(self, outcome: Outcome) -> RunRecord:
+        """Store what can be stored and record the end; called once, later calls return the same."""
+        if self._final is not None:
+            return self._final
+        problems: list[str] = []
+        artifacts, failed = self._store_outputs(outcome, problems)
+        self._store_log(problems)
+        status, error = outcome.status, outcome.error
+        if problems:
+            kept = f" What was not stored is kept in {self.workdir}."
+            error = " ".join(filter(None, [error, *problems])) + kept
+            if status is RunStatus.COMPLETED:
+                status = RunStatus.FAILED
+        final = self.record.finished(
+            status,
+            outcome.exit_code,
+            artifacts=artifacts,
+            failed_artifacts=failed,
+            error=error,
+            details={**self.record.details, **dict(outcome.details)},
+            **({"ended_at": outcome.ended_at} if outcome.ended_at else {}),
+        )
+        self._final = final
+        self._save_final(final)
+        if not problems:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return final
+
+    def _store_outputs(self, outcome: Outcome, problems: list[str]) -> tuple[tuple[Artifact, ...], tuple[str, ...]]:
+        try:
+            artifacts, failed, error = collect_outputs(self.repo, self.record.id, outcome, self.observer, self.workdir)
+        except (SparkJobsError, OSError) as exc:
+            problems.append(f"The outputs could not be stored: {_sentence(exc)}")
+            return (), ()
+        if error:
+            problems.append(error)
+        return artifacts, failed
+
+    def _store_log(self, problems: list[str]) -> None:
+        log_file = self.workdir / DRIVER_LOG
+        if not log_file.exists():
+            return
+        try:
+            self.repo.store.put_file(self.repo.log_key(self.record.id), log_file)
+        except (SparkJobsError, OSError) as exc:
+            problems.append(f"The driver log could not be stored: {_sentence(exc)}")
+
+    def _save_final(self, final: RunRecord) -> None:
+        try:
+            self.repo.save(final)
+            return
+        except (SparkJobsError, OSError) as exc:
+            reason = _sentence(exc)
+        where = self.workdir / PENDING_RECORD
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            where.write_text(json.dumps(final.to_json(), indent=2))
+            kept = f"it is kept in {where}"
+        except OSError as write_error:
+            kept = f"nor could it be kept locally ({write_error.strerror or write_error})"
+        raise StorageError(
+            f"Run {final.id} ended {final.status.value}, but its record could not be stored in "
+            f"{self.repo.store.location} ({reason.rstrip('.')}); {kept}. Run 'sparkjobs runs recover {final.id}' "
+            "once the run store can be written again."
+        )
+
+
+def pending_record(workdir: Path) -> RunRecord | None:
+    """A final record that could not be stored when its run ended."""
+    try:
+        return RunRecord.from_json(json.loads((workdir / PENDING_RECORD).read_text()))
+    except (OSError, ValueError, SparkJobsError):
+        return None
+
+
+def outcome_of_record(record: RunRecord, local_outputs: Path | None) -> Outcome:
+    """Finish a run again from a record that was decided but not stored."""
+    return Outcome(record.status, record.exit_code, record.error, local_outputs, ended_at=record.ended_at)
+
+
+def collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer: "RunObserver", workdir: Path):
+    """Upload a local outputs folder (also after a failed run) and describe what was stored.
+
+    With no local folder (cluster targets write straight to storage) the store is listed.
+    """
+    run_prefix = repo.run_prefix(run_id)
+    prefix = repo.outputs_prefix(run_id)
+    local = outcome.local_outputs
+    remote = outcome.outputs_store
+    if remote is not None and remote.location == repo.store.location:
+        known = outcome.output_digests
+        artifacts = []
+        for obj in repo.store.list(prefix):
+            relative = obj.key[len(prefix) + 1 :]
+            # Hashed by the job as it copied the file; anything it wrote some other way is read back.
+            digest = known.get(relative) or hashlib.sha256(repo.store.get_bytes(obj.key)).hexdigest()
+            artifacts.append(Artifact(obj.key[len(run_prefix) + 1 :], obj.size, digest))
+        return tuple(artifacts), (), None
+    if remote is not None:  # the cluster's storage is not the run history: bring them over
+        local = local or workdir / "outputs-from-cluster"
+        remote.download_tree(prefix, local)
+    if not (local and local.is_dir()):
+        return (), (), None
+    files = [p for p in local.rglob("*") if p.is_file()]
+    progress = observer.progress("outputs", sum(p.stat().st_size for p in files)) if files else None
+    failed: tuple[str, ...] = ()
+    error = None
+    try:
+        results = repo.store.upload_tree(local, prefix, progress=progress)
+    except ArtifactTransferError as exc:
+        results = exc.succeeded
+        failed = tuple(sorted(k[len(run_prefix) + 1 :] for k in exc.failed))
+        error = f"{len(failed)} artifacts could not be stored: {', '.join(failed)}."
+    artifacts = tuple(Artifact(r.key[len(run_prefix) + 1 :], r.size, r.sha256) for r in results)
+    return artifacts, failed, error
+
+
+def _sentence(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return text if text.endswith(".") else text + "."
