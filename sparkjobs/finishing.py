@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,26 +45,25 @@ class RunFinisher:
         """Store what can be stored and record the end; called once, later calls return the same."""
         if self._final is not None:
             return self._final
-        problems: list[str] = []
-        artifacts, failed = self._store_outputs(outcome, problems)
-        self._store_log(problems)
-        status, error = outcome.status, outcome.error
-        if problems:
-            kept = f" What was not stored is kept in {self.workdir}."
-            error = " ".join(filter(None, [error, *problems])) + kept
-            if status is RunStatus.COMPLETED:
-                status = RunStatus.FAILED
-        final = self.record.finished(
-            status,
+        # How the job ended, before anything is stored: what 'runs recover' finishes from if
+        # the store cannot take the record now.
+        decided = self.record.finished(
+            outcome.status,
             outcome.exit_code,
-            artifacts=artifacts,
-            failed_artifacts=failed,
-            error=error,
+            error=outcome.error,
             details={**self.record.details, **dict(outcome.details)},
             **({"ended_at": outcome.ended_at} if outcome.ended_at else {}),
         )
+        problems: list[str] = []
+        artifacts, failed = self._store_outputs(outcome, problems)
+        self._store_log(problems)
+        final = replace(decided, artifacts=artifacts, failed_artifacts=failed)
+        if problems:
+            kept = f" What was not stored is kept in {self.workdir}."
+            status = RunStatus.FAILED if decided.status is RunStatus.COMPLETED else decided.status
+            final = replace(final, status=status, error=" ".join(filter(None, [decided.error, *problems])) + kept)
         self._final = final
-        self._save_final(final)
+        self._save_final(final, decided)
         if not problems:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return final
@@ -87,7 +87,7 @@ class RunFinisher:
         except (SparkJobsError, OSError) as exc:
             problems.append(f"The driver log could not be stored: {_sentence(exc)}")
 
-    def _save_final(self, final: RunRecord) -> None:
+    def _save_final(self, final: RunRecord, decided: RunRecord) -> None:
         try:
             self.repo.save(final)
             return
@@ -96,7 +96,7 @@ class RunFinisher:
         where = self.workdir / PENDING_RECORD
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            where.write_text(json.dumps(final.to_json(), indent=2))
+            where.write_text(json.dumps(decided.to_json(), indent=2))
             kept = f"it is kept in {where}"
         except OSError as write_error:
             kept = f"nor could it be kept locally ({write_error.strerror or write_error})"

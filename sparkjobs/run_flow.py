@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
-from .errors import ConfigError, SparkJobsError, StorageError
+from .errors import ConfigError, RunNotFound, SparkJobsError, StorageError
 from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_record
 from .liveness import ProcessIdentity
 from .runs import RunRecord, RunRepository, RunStatus, new_run_id, utc_now
@@ -319,7 +319,14 @@ def recover(service: "SparkJobs", project_dir: Path | None, run_id: str, observe
     """Settle a run whose sparkjobs process died: store what its work folder still holds and
     record how the job really ended (the supervisor wrote that down), or that nobody knows."""
     repo = service.repository(project_dir)
-    record = repo.load(repo.resolve(run_id)).as_seen_now()
+    try:
+        record = repo.load(repo.resolve(run_id)).as_seen_now()
+    except RunNotFound:
+        # The store lost the run (or never took it): a record kept locally still settles it.
+        repo.run_prefix(run_id)  # a run id, never a path
+        record = pending_record(service.home / "work" / run_id)
+        if record is None:
+            raise
     if record.status is RunStatus.RUNNING:
         if record.attachable:
             raise ConfigError(f"Run {record.id} is a cluster batch; resume watching it with 'sparkjobs runs attach {record.id}'.")
