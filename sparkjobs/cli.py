@@ -6,6 +6,8 @@ storage or connection errors (printed as one ``Error:`` sentence, never a traceb
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -65,12 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    print("Interrupted.", file=sys.stderr)
+    raise SystemExit(130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # While a run is in flight, Ctrl-C, SIGTERM and SIGHUP are the run's (sparkjobs/stopping.py):
-    # it stops the job and records it. Elsewhere Ctrl-C just interrupts.
-    args = _parser().parse_args(argv)
+    # it stops the job and records it. Elsewhere Ctrl-C just ends the command, without a traceback.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupted)
     try:
-        return _dispatch(args)
+        return _dispatch(_parser().parse_args(argv))
     except SparkJobsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -59,14 +59,28 @@ class RunFinisher:
         self._store_log(problems)
         final = replace(decided, artifacts=artifacts, failed_artifacts=failed)
         if problems:
-            kept = f" What was not stored is kept in {self.workdir}."
+            kept = (
+                f" What was not stored is kept in {self.workdir}; 'sparkjobs runs recover {decided.id}' stores it "
+                "once the run store can take it."
+            )
             status = RunStatus.FAILED if decided.status is RunStatus.COMPLETED else decided.status
             final = replace(final, status=status, error=" ".join(filter(None, [decided.error, *problems])) + kept)
+            self._keep_for_recovery(decided)
         self._final = final
         self._save_final(final, decided)
         if not problems:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return final
+
+    def _keep_for_recovery(self, decided: RunRecord) -> str:
+        """Keep how the job ended beside what was not stored; say where, or why not."""
+        where = self.workdir / PENDING_RECORD
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            where.write_text(json.dumps(decided.to_json(), indent=2))
+        except OSError as exc:
+            return f"nor could it be kept locally ({exc.strerror or exc})"
+        return f"it is kept in {where}"
 
     def _store_outputs(self, outcome: Outcome, problems: list[str]) -> tuple[tuple[Artifact, ...], tuple[str, ...]]:
         try:
@@ -93,13 +107,7 @@ class RunFinisher:
             return
         except (SparkJobsError, OSError) as exc:
             reason = _sentence(exc)
-        where = self.workdir / PENDING_RECORD
-        try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            where.write_text(json.dumps(decided.to_json(), indent=2))
-            kept = f"it is kept in {where}"
-        except OSError as write_error:
-            kept = f"nor could it be kept locally ({write_error.strerror or write_error})"
+        kept = self._keep_for_recovery(decided)
         raise StorageError(
             f"Run {final.id} ended {final.status.value}, but its record could not be stored in "
             f"{self.repo.store.location} ({reason.rstrip('.')}); {kept}. Run 'sparkjobs runs recover {final.id}' "
@@ -152,7 +160,8 @@ def collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer
     except ArtifactTransferError as exc:
         results = exc.succeeded
         failed = tuple(sorted(k[len(run_prefix) + 1 :] for k in exc.failed))
-        error = f"{len(failed)} artifacts could not be stored: {', '.join(failed)}."
+        reason = next(iter(exc.failed.values()), "").split(": ", 1)[-1]
+        error = f"{len(failed)} artifacts could not be stored ({reason.rstrip('.')}): {', '.join(failed)}."
     artifacts = tuple(Artifact(r.key[len(run_prefix) + 1 :], r.size, r.sha256) for r in results)
     return artifacts, failed, error
 
