@@ -109,8 +109,8 @@ class RunFinisher:
             reason = _sentence(exc)
         kept = self._keep_for_recovery(decided)
         raise StorageError(
-            f"Run {final.id} ended {final.status.value}, but its record could not be stored in "
-            f"{self.repo.store.location} ({reason.rstrip('.')}); {kept}. Run 'sparkjobs runs recover {final.id}' "
+            f"Run {decided.id} {decided.status.value}, but its record could not be stored in "
+            f"{self.repo.store.location} ({reason.rstrip('.')}); {kept}. Run 'sparkjobs runs recover {decided.id}' "
             "once the run store can be written again."
         )
 

@@ -266,3 +266,86 @@ def test_spark_job_stopped_at_launch_or_later_records_killed_without_orphans(tmp
     code, out = signal_run_after("STARTED", signal.SIGTERM, "run", "-c", "local", "--json", "--project", str(project), "slow.py", "sparkmark")
     assert code == 1 and json.loads(out)["status"] == "killed" and json.loads(out)["exit_code"] is None
     assert _gone("sparkmark", within=30), _processes_with("sparkmark")
+
+
+def _persistent_azurite(folder: Path, port: int) -> subprocess.Popen:
+    """An Azurite that keeps its blobs on disk, so it can be stopped and started again on the
+    same port (the session's shared Azurite is in memory and must not be disturbed)."""
+    import shutil
+    import socket
+
+    from plugins.azurite import azurite_main
+
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [shutil.which("node") or "node", str(azurite_main()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+            "--location", str(folder), "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"Azurite did not start on port {port}")
+
+
+@pytest.mark.azurite
+def test_azurite_gone_while_outputs_upload_keeps_everything_and_recover_stores_it(project, tmp_path, monkeypatch):
+    from plugins.azurite import DEV_ACCOUNT, DEV_KEY, free_port
+
+    port = free_port()
+    data = tmp_path / "azurite-data"
+    server = _persistent_azurite(data, port)
+    monkeypatch.setenv("SPARKJOBS_HISTORY", f"wasbs://history@{DEV_ACCOUNT}.blob.core.windows.net/team")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};",
+    )
+    write(
+        project / "lots.py",
+        """
+        import os
+        os.makedirs("outputs/parts", exist_ok=True)
+        for i in range(200):
+            with open(f"outputs/parts/{i:03d}.bin", "wb") as f:
+                f.write(os.urandom(100_000))
+        print("WROTE", flush=True)
+        """,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(project), "lots.py"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "WROTE" in line:
+                server.kill()  # gone, mid-upload or just before it
+                server.wait(timeout=30)
+                break
+        out, err = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if server.poll() is None:
+            server.kill()
+    assert "Traceback" not in err, err
+    assert process.returncode == 2, err
+    (error,) = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert "could not be stored" in error and "runs recover" in error
+    run_id = error.split("Run ", 1)[1].split()[0]
+    assert (isolated_home_work := Path(os.environ["SPARKJOBS_HOME"]) / "work" / run_id / "run.json").exists(), isolated_home_work
+
+    server = _persistent_azurite(data, port)
+    try:
+        done, record = cli_json("runs", "recover", run_id, "--json", "--project", str(project))
+        assert done.returncode == 0, done.stderr
+        assert record["status"] == "completed" and len(record["artifacts"]) == 200
+        done, shown = cli_json("runs", "show", run_id, "--json", "--project", str(project))
+        assert shown["status"] == "completed"
+    finally:
+        server.kill()
+        server.wait(timeout=30)
