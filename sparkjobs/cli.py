@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SparkJobsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the machine's answer (a full disk, a missing folder), as a sentence
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"Error: {exc.strerror or exc}{where}.", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
-from .errors import ConfigError, RunNotFound, SparkJobsError, StorageError
+from .errors import ConfigError, RunNotFound, SparkJobsError, StorageError, TargetError
 from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_record
 from .liveness import ProcessIdentity
 from .runs import RunRecord, RunRepository, RunStatus, new_run_id, utc_now
@@ -247,6 +247,8 @@ def _watch(finisher: RunFinisher, observer: "RunObserver", stops: StopRequests, 
             finisher.update(replace(finisher.record, error=f"sparkjobs stopped watching: {exc}"))
             raise
         outcome = _abandoned(execution, exc)
+        if isinstance(exc, OSError):  # a full disk or a vanished folder: say it as a sentence
+            exc = TargetError(outcome.error or str(exc))
         return _finish_and_raise(finisher, outcome, exc)
     finally:
         tee.close()
@@ -271,6 +273,8 @@ def _abandoned(execution: Execution | None, exc: BaseException) -> Outcome:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}." if exc.filename else ".")
     return str(exc) if isinstance(exc, SparkJobsError) else f"{type(exc).__name__}: {exc}"
 
 
