@@ -19,7 +19,7 @@ from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
 from .spark_env import check_java, read_spark_defaults, resource_dir
 from .targets import make_target
-from .credentials import redact
+from .credentials import known_secrets, redact
 from .targets.base import Execution, Outcome, SubmitPlan, Target
 
 if TYPE_CHECKING:
@@ -131,7 +131,8 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     locations = target.locations(settings, workdir, run_id)
     env = _job_env(settings, run_id, locations.outputs, locations.shared)
     secrets = target.hadoop_secrets(settings)
-    plan = SubmitPlan(run_id, settings, snapshot, script, args, env, conf, workdir, secrets)
+    masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
+    plan = SubmitPlan(run_id, settings, snapshot, script, args, env, conf, workdir, secrets, masked)
     return repo, plan, target
 
 
@@ -255,7 +256,7 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
     )
     repo.save(record)
     observer.on_event(f"Run {record.id} on {settings.compute.name} ({settings.compute.type.value}).")
-    tee = _LogTee(plan.workdir / "driver.log", list(plan.hadoop_secrets.values()), observer)
+    tee = _LogTee(plan.workdir / "driver.log", list(plan.masked), observer)
     try:
         try:
             execution = target.submit(plan)
@@ -337,8 +338,9 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
     resume = getattr(target, "reattach", None)
     if resume is None:
         raise ConfigError(f"Run {record.id} ran on the {settings.compute.type.value} target, which cannot be reattached.")
+    masked = [*known_secrets(service.environ), *target.hadoop_secrets(settings).values()]
     execution = resume(record, settings)
-    tee = _LogTee(service.home / "work" / record.id / "driver.log", [], observer)
+    tee = _LogTee(service.home / "work" / record.id / "driver.log", masked, observer)
     try:
         if _stream_until_done(execution, tee, observer):
             return record

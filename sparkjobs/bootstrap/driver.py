@@ -32,8 +32,10 @@ and given to ``SparkContext.addPyFile``; top-level data files stay on the driver
 What it does, in order: read the spec; tee the Python process's stdout and stderr (file
 descriptors, so child processes are caught) into a log sent to ``log_uri`` every
 ``LOG_INTERVAL_SECONDS`` and at the end; move the Hadoop settings of the credentials file
-(``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}}``) onto the
-SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; unpack
+(``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}, "mask": [...]}``) onto
+the SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; every
+string under ``mask`` (each form of each secret, computed by the submitter) is replaced by ``***``
+in the driver log; unpack
 or copy the snapshot into a temp folder and work there; set ``env``; run the script with
 ``runpy.run_path(..., run_name="__main__")`` (``__file__`` and ``sys.argv[0]`` are its absolute
 path; the script's folder, then the snapshot root, lead ``sys.path``); copy ``./outputs`` to
@@ -368,8 +370,9 @@ def _load_spec(location: str, spark: _Spark) -> LaunchSpec:
     return LaunchSpec.from_json(_read_json(location, spark, "launch spec"))
 
 
-def _apply_credentials(uri: str, spark: _Spark) -> None:
-    """Move the credentials file's Hadoop settings into the run, then delete the file."""
+def _apply_credentials(uri: str, spark: _Spark, mask: list[bytes]) -> None:
+    """Move the credentials file's Hadoop settings into the run, then delete the file; ``mask``
+    receives the strings the driver log must never hold."""
     try:
         data = _read_json(uri, spark, "credentials file")
     except BootstrapError as exc:
@@ -379,6 +382,10 @@ def _apply_credentials(uri: str, spark: _Spark) -> None:
         ) from None
     finally:
         _delete_credentials(uri, spark)
+    forms = data.get("mask", []) if isinstance(data, dict) else None
+    if not isinstance(forms, list) or not all(isinstance(form, str) and form for form in forms):
+        raise BootstrapError(f"The credentials file at {uri} must hold its 'mask' as a list of strings.")
+    mask.extend(sorted((form.encode() for form in forms), key=len, reverse=True))
     if not _Spark.in_spark_submit():
         _say("no Spark in this process (not started by spark-submit); the credentials were not needed.")
         return
@@ -387,6 +394,8 @@ def _apply_credentials(uri: str, spark: _Spark) -> None:
         isinstance(key, str) and isinstance(value, str) for key, value in settings.items()
     ):
         raise BootstrapError(f'The credentials file at {uri} must hold {{"hadoop": {{"key": "value", ...}}}}.')
+    if not settings:
+        return  # only secrets to mask: no reason to make a SparkContext here
     spark.add_hadoop_settings(settings)
     _say(f"set {len(settings)} Hadoop credential setting(s): {', '.join(sorted(settings))}")
 
@@ -648,8 +657,9 @@ class _Tee:
     console.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mask: list[bytes] | None = None) -> None:
         self.path = path
+        self._mask = mask if mask is not None else []  # filled in once the credentials are read
         self._log = open(path, "ab", buffering=0)  # noqa: SIM115 - open from start() to stop()
         self._size = 0
         self._lock = threading.Lock()
@@ -700,6 +710,8 @@ class _Tee:
             self._record(pending)
 
     def _record(self, chunk: bytes) -> None:
+        for form in list(self._mask):  # whole lines come here, so a secret is never cut in two
+            chunk = chunk.replace(form, b"***")
         with self._lock:
             room = LOG_CAP_BYTES - self._size
             if not self._log.closed and room > 0:
@@ -762,12 +774,13 @@ class _LogUploader:
 
 
 @contextlib.contextmanager
-def _driver_log(uri: str | None, spark: _Spark, work: str) -> Iterator[None]:
-    """Tee the process's output to ``uri`` while the block runs, and upload it once more after."""
+def _driver_log(uri: str | None, spark: _Spark, work: str, mask: list[bytes] | None = None) -> Iterator[None]:
+    """Tee the process's output to ``uri`` while the block runs, and upload it once more after;
+    what ``mask`` holds (now or later) is replaced by ``***`` in it."""
     if not uri:
         yield
         return
-    tee = _Tee(os.path.join(work, "driver.log"))
+    tee = _Tee(os.path.join(work, "driver.log"), mask)
     upload = _LogUploader(spark, tee.path, uri)
     periodic = _Every(LOG_INTERVAL_SECONDS, upload)
     tee.start()
@@ -783,11 +796,11 @@ def _driver_log(uri: str | None, spark: _Spark, work: str) -> Iterator[None]:
 # --- main ---------------------------------------------------------------------------------------
 
 
-def _launch(spec: LaunchSpec, spark: _Spark, work: str, digests: dict[str, str]) -> int:
+def _launch(spec: LaunchSpec, spark: _Spark, work: str, digests: dict[str, str], mask: list[bytes]) -> int:
     """Steps 1 to 6: credentials, snapshot, environment, script, outputs."""
     try:
         if spec.credentials_uri:
-            _apply_credentials(spec.credentials_uri, spark)
+            _apply_credentials(spec.credentials_uri, spark, mask)
         root = _prepare_snapshot(spec, spark, work)
     except BootstrapError as exc:
         _say(str(exc))
@@ -829,8 +842,9 @@ def main(argv: list[str]) -> int:
             _say(str(exc))
             return EXIT_BOOTSTRAP
         digests: dict[str, str] = {}
-        with _driver_log(spec.log_uri, spark, work):
-            code = _launch(spec, spark, work, digests)
+        mask: list[bytes] = []
+        with _driver_log(spec.log_uri, spark, work, mask):
+            code = _launch(spec, spark, work, digests, mask)
         if spec.exit_uri:
             _write_exit(spec, code, digests, spark, work)
         return code
