@@ -216,9 +216,9 @@ def _collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observe
     if remote is not None:  # the cluster's storage is not the run history: bring them over
         local = local or workdir / "outputs-from-cluster"
         remote.download_tree(prefix, local)
-    if not (local and local.is_dir()):
+    if not (local and (local.is_dir() or local.is_symlink())):  # a linked outputs is refused below
         return (), (), None
-    files = [p for p in local.rglob("*") if p.is_file()]
+    files = [] if local.is_symlink() else [p for p in local.rglob("*") if p.is_file() and not p.is_symlink()]
     progress = observer.progress("outputs", sum(p.stat().st_size for p in files)) if files else None
     failed: tuple[str, ...] = ()
     error = None
@@ -226,8 +226,9 @@ def _collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observe
         results = repo.store.upload_tree(local, prefix, progress=progress)
     except ArtifactTransferError as exc:
         results = exc.succeeded
-        failed = tuple(sorted(k[len(run_prefix) + 1 :] for k in exc.failed))
-        error = f"{len(failed)} artifacts could not be stored: {', '.join(failed)}."
+        reasons = {k[len(run_prefix) + 1 :]: why for k, why in exc.failed.items()}
+        failed = tuple(sorted(reasons))
+        error = f"{len(failed)} artifacts could not be stored: " + "; ".join(f"{k} ({reasons[k]})" for k in failed) + "."
     artifacts = tuple(Artifact(r.key[len(run_prefix) + 1 :], r.size, r.sha256) for r in results)
     return artifacts, failed, error
 

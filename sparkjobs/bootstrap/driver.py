@@ -617,15 +617,22 @@ def _flush_stdio() -> None:
 
 
 def _ship_outputs(spark: _Spark, local_dir: str, uri: str, digests: dict[str, str]) -> bool:
-    """Copy every file under ``local_dir`` to ``uri``; False when some could not be copied.
+    """Copy every regular file under ``local_dir`` to ``uri``; False when some could not be copied
+    or were refused: a symbolic link (``./outputs`` itself included) is named, never followed.
 
     ``digests`` receives the SHA-256 of each file copied, so the submitter can record the
     artifacts without downloading them again."""
+    if os.path.islink(local_dir):
+        _say(f"./outputs is a symbolic link to {os.readlink(local_dir)}; links are never followed, so no outputs were copied")
+        return False
     same = _local_path(uri)
     if same is not None and os.path.realpath(same) == os.path.realpath(local_dir):
         return True  # already there; copying a file onto itself would truncate it
-    copied, failed = 0, 0
-    for relative in _files_under(local_dir):
+    files, refused = _files_under(local_dir)
+    for relative, why in refused:
+        _say(f"outputs/{relative} was not copied: it is {why}")
+    copied, failed = 0, len(refused)
+    for relative in files:
         try:
             spark.upload(os.path.join(local_dir, relative), _child_uri(uri, relative))
             digests[relative] = _sha256_of(os.path.join(local_dir, relative))
@@ -637,13 +644,22 @@ def _ship_outputs(spark: _Spark, local_dir: str, uri: str, digests: dict[str, st
     return failed == 0
 
 
-def _files_under(folder: str) -> list[str]:
-    """Relative POSIX paths of the files under ``folder``, sorted."""
-    found = []
-    for parent, _dirs, files in os.walk(folder):
-        for name in files:
-            found.append(os.path.relpath(os.path.join(parent, name), folder).replace(os.sep, "/"))
-    return sorted(found)
+def _files_under(folder: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Relative POSIX paths of the regular files under ``folder``, sorted, and of what is refused
+    with the reason: a symbolic link (never followed: it could point at any file the driver can
+    read) or a special file."""
+    found, refused = [], []
+    for parent, dirs, files in os.walk(folder):  # does not descend into linked folders
+        for name in sorted(dirs + files):
+            path = os.path.join(parent, name)
+            relative = os.path.relpath(path, folder).replace(os.sep, "/")
+            if os.path.islink(path):
+                refused.append((relative, f"a symbolic link to {os.readlink(path)}, which is not followed"))
+            elif os.path.isfile(path):
+                found.append(relative)
+            elif not os.path.isdir(path):
+                refused.append((relative, "not a regular file"))
+    return sorted(found), sorted(refused)
 
 
 # --- the driver log --------------------------------------------------------------------------
