@@ -19,6 +19,9 @@ import pytest
 from helpers import cli_json, make_project, write
 
 from sparkjobs.bootstrap import BOOTSTRAP_PATH
+from sparkjobs.credentials import resolve_storage_credentials
+from sparkjobs.errors import ArtifactTransferError
+from sparkjobs.storage.registry import open_store
 
 REPLACES_OUTPUTS = """
 import os, shutil, sys
@@ -82,6 +85,32 @@ def test_links_inside_outputs_are_named_and_not_followed_on_the_local_target(loc
     assert _stored_names(home / "runs" / record["id"] / "outputs") == ["real.txt"]
 
 
+@pytest.mark.parametrize("backend", ["local", pytest.param("azure", marks=pytest.mark.azurite)])
+def test_upload_tree_never_follows_a_link_on_any_store(backend, tmp_path, shadow, request):
+    if backend == "local":
+        store = open_store(str(tmp_path / "store"))
+    else:
+        azurite = request.getfixturevalue("azurite")
+        location = f"wasbs://{request.getfixturevalue('azurite_container')}@{azurite.account}.blob.core.windows.net/s"
+        store = open_store(location, resolve_storage_credentials(location, {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}))
+    outputs = tmp_path / "outputs"
+    write(outputs / "real.txt", "mine")
+    os.symlink(shadow, outputs / "dir_link")
+    os.symlink(shadow / "shadow.txt", outputs / "file_link")
+    os.mkfifo(outputs / "fifo")  # reading it would block the upload for good
+    with pytest.raises(ArtifactTransferError) as caught:
+        store.upload_tree(outputs, "runs/r/outputs")
+    assert sorted(caught.value.failed) == ["runs/r/outputs/dir_link", "runs/r/outputs/fifo", "runs/r/outputs/file_link"]
+    assert "symbolic link" in caught.value.failed["runs/r/outputs/dir_link"]
+    assert [r.key for r in caught.value.succeeded] == ["runs/r/outputs/real.txt"]
+    linked = tmp_path / "linked_outputs"
+    os.symlink(shadow, linked)
+    with pytest.raises(ArtifactTransferError) as caught:
+        store.upload_tree(linked, "runs/r2/outputs")
+    assert list(caught.value.failed) == ["runs/r2/outputs"] and caught.value.succeeded == []
+    assert sorted(obj.key for obj in store.list("runs")) == ["runs/r/outputs/real.txt"]
+
+
 def _bootstrap(tmp_path: Path, script: str, shadow: Path) -> tuple[subprocess.CompletedProcess, Path]:
     """The bootstrap as the spark and cluster targets run it, with outputs going to storage
     (a file:// store; with no spark-submit around it copies with plain file operations)."""
@@ -102,7 +131,7 @@ def test_the_bootstrap_does_not_follow_a_linked_outputs_folder(tmp_path, shadow)
     done, store = _bootstrap(tmp_path, REPLACES_OUTPUTS, shadow)
     assert done.returncode == 1  # the script succeeded, but its outputs could not be saved
     assert "symbolic link" in done.stderr and str(shadow) in done.stderr
-    assert _stored_names(store) == [] if store.exists() else True
+    assert not store.exists() or _stored_names(store) == []
     assert _stored_names(shadow) == ["deeper/more.txt", "shadow.txt"]
 
 
