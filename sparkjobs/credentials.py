@@ -7,7 +7,10 @@ reach a log, a printed command, a run record, a snapshot or Livy's request log. 
   file that lives *outside* the project (a file inside it would be snapshotted and shipped).
 * ``StorageCredentials`` shows ``***`` in ``repr``/``str``; the secret is only read by the
   store backend and by :func:`hadoop_conf_for`.
-* :func:`redact` masks known secret values in any text others are about to print.
+* None of the variables in :data:`CREDENTIAL_VARIABLES` reaches a job (:func:`without_credentials`),
+  and :func:`known_secrets` is every secret value sparkjobs can find, so that whatever a run
+  prints or stores is masked with :func:`redact` (every encoded form too, see ``masking.py``),
+  even what a job printed from a copy kept under another name.
 
 Storage credentials, first match wins, for the account named in the store location:
 
@@ -37,14 +40,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
 from .errors import ConfigError
+from .masking import MIN_SECRET_LENGTH, redact, secret_forms
 from .storage.uris import StorageLocation, parse_location
 
 __all__ = [
+    "CREDENTIAL_VARIABLES",
     "CredentialKind",
     "StorageCredentials",
     "resolve_storage_credentials",
@@ -53,15 +58,30 @@ __all__ = [
     "hadoop_conf_for",
     "parse_connection_string",
     "redact",
+    "secret_forms",
+    "known_secrets",
+    "without_credentials",
+    "driver_credentials",
     "IDENTITY_HINT",
 ]
 
 log = logging.getLogger(__name__)
 
 IDENTITY_HINT = "pip install 'sparkjobs[identity]'"
+ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+ENV_KEY = "AZURE_STORAGE_KEY"
+ENV_SAS = "AZURE_STORAGE_SAS_TOKEN"
+ENV_LIVY_PASSWORD = "SPARKJOBS_LIVY_PASSWORD"
+ENV_CREDENTIALS_FILE = "SPARKJOBS_CREDENTIALS"
+#: Every variable sparkjobs reads a secret (or the secrets file's path) from. None of them is
+#: passed on to a job: a job that prints its environment must not print sparkjobs' keys.
+CREDENTIAL_VARIABLES: tuple[str, ...] = (
+    ENV_CONNECTION_STRING, ENV_KEY, ENV_SAS, ENV_LIVY_PASSWORD, ENV_CREDENTIALS_FILE,
+)
 _STORAGE_FIELDS = {"key", "sas", "connection_string"}
 _LIVY_FIELDS = {"password"}
 _WARNED: set[tuple[Path, int]] = set()
+_WARNED_SHORT: set[str] = set()
 
 
 class CredentialKind(str, enum.Enum):
@@ -93,13 +113,7 @@ class StorageCredentials:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every value to mask in printed text: the secret and the secret parts inside it."""
-        if not self.secret:
-            return ()
-        values = [self.secret]
-        if self.kind is CredentialKind.CONNECTION_STRING:
-            parts = parse_connection_string(self.secret)
-            values += [parts[k] for k in ("accountkey", "sharedaccesssignature") if parts.get(k)]
-        return tuple(values)
+        return _secret_parts(self.kind, self.secret) if self.secret else ()
 
     @property
     def blob_endpoint(self) -> str | None:
@@ -123,6 +137,24 @@ class StorageCredentials:
     __str__ = __repr__
 
 
+def _secret_parts(kind: CredentialKind, secret: str) -> tuple[str, ...]:
+    """The secret, the key or SAS inside a connection string, and a SAS's signature (encoded
+    and decoded: a URL carries one, an SDK's log the other)."""
+    values = [secret]
+    sas = secret.lstrip("?") if kind is CredentialKind.SAS else None
+    if kind is CredentialKind.CONNECTION_STRING:
+        parts = parse_connection_string(secret)
+        values += [parts[k] for k in ("accountkey", "sharedaccesssignature") if parts.get(k)]
+        sas = parts.get("sharedaccesssignature")
+    if sas:
+        values.append(sas)
+        for item in sas.split("&"):
+            name, _, value = item.partition("=")
+            if name == "sig" and value:
+                values += [value, unquote(value)]
+    return tuple(dict.fromkeys(values))
+
+
 def parse_connection_string(value: str) -> dict[str, str]:
     """``Key=Value;...`` into a dict with lower-cased keys (values keep their ``=`` padding)."""
     parts: dict[str, str] = {}
@@ -136,7 +168,7 @@ def parse_connection_string(value: str) -> dict[str, str]:
 # ---- the credentials file -----------------------------------------------------------------
 def credentials_file_path(environ: Mapping[str, str]) -> Path:
     """``$SPARKJOBS_CREDENTIALS``, else ``$SPARKJOBS_HOME/credentials.yaml`` (home: ~/.sparkjobs)."""
-    explicit = environ.get("SPARKJOBS_CREDENTIALS")
+    explicit = environ.get(ENV_CREDENTIALS_FILE)
     if explicit:
         return _expand(explicit, environ)
     home = environ.get("SPARKJOBS_HOME") or "~/.sparkjobs"
@@ -174,7 +206,7 @@ def _load_file(environ: Mapping[str, str], project_dir: Path | None) -> _Credent
     path = credentials_file_path(environ)
     _check_outside_project(path, project_dir)
     if not path.is_file():
-        if environ.get("SPARKJOBS_CREDENTIALS"):
+        if environ.get(ENV_CREDENTIALS_FILE):
             raise ConfigError(f"SPARKJOBS_CREDENTIALS names {path}, which does not exist.")
         return None
     _warn_if_open(path)
@@ -258,18 +290,18 @@ def resolve_storage_credentials(
         return (value, str(file.path)) if file and value else None
 
     scoped = environ.get("AZURE_STORAGE_ACCOUNT") in (None, "", account)
-    connection = environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    connection = environ.get(ENV_CONNECTION_STRING)
     if connection:
         named = parse_connection_string(connection).get("accountname", "").lower() or None
         if named in (None, account):
-            return StorageCredentials(account, CredentialKind.CONNECTION_STRING, connection, "AZURE_STORAGE_CONNECTION_STRING")
+            return StorageCredentials(account, CredentialKind.CONNECTION_STRING, connection, ENV_CONNECTION_STRING)
         log.info("AZURE_STORAGE_CONNECTION_STRING is for account %s, not %s; not using it.", named, account)
     found = from_file("connection_string")
     if found:
         return StorageCredentials(account, CredentialKind.CONNECTION_STRING, *found)
     for env_name, field_name, kind in (
-        ("AZURE_STORAGE_KEY", "key", CredentialKind.ACCOUNT_KEY),
-        ("AZURE_STORAGE_SAS_TOKEN", "sas", CredentialKind.SAS),
+        (ENV_KEY, "key", CredentialKind.ACCOUNT_KEY),
+        (ENV_SAS, "sas", CredentialKind.SAS),
     ):
         if scoped and environ.get(env_name):
             return StorageCredentials(account, kind, environ[env_name], env_name)
@@ -306,8 +338,8 @@ def livy_password(
     ``mycluster.azurehdinsight.net``, then ``mycluster``.
     """
     _check_outside_project(credentials_file_path(environ), project_dir)
-    if environ.get("SPARKJOBS_LIVY_PASSWORD"):
-        return environ["SPARKJOBS_LIVY_PASSWORD"]
+    if environ.get(ENV_LIVY_PASSWORD):
+        return environ[ENV_LIVY_PASSWORD]
     file = _load_file(environ, project_dir)
     if file is None:
         return None
@@ -365,13 +397,53 @@ def hadoop_conf_for(location: StorageLocation | str, creds: StorageCredentials |
     return {}
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each secret (also in URL-encoded form) with ``***``."""
-    values: set[str] = set()
-    for secret in secrets:
-        if secret:
-            values.add(secret)
-            values.add(quote(secret, safe=""))
-    for value in sorted(values, key=len, reverse=True):  # longest first: a key inside a string
-        text = text.replace(value, "***")
-    return text
+# ---- keeping secrets out of jobs and logs -------------------------------------------------
+def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without sparkjobs' own credential variables: what a job may inherit."""
+    return {name: value for name, value in environ.items() if name not in CREDENTIAL_VARIABLES}
+
+
+def known_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Every secret value sparkjobs can find for a run: the credential variables and every entry
+    of the credentials file, with the key, SAS and signature inside each. Resolved once per run
+    and masked in all it prints and stores, whichever name a job found a secret under.
+
+    Secrets shorter than ``MIN_SECRET_LENGTH`` are left out, with a warning: masking them would
+    blot out ordinary words all over the log.
+    """
+    found: list[tuple[str, CredentialKind | None, str]] = []  # (value, kind, where it is)
+    for name, kind in ((ENV_CONNECTION_STRING, CredentialKind.CONNECTION_STRING),
+                       (ENV_KEY, CredentialKind.ACCOUNT_KEY), (ENV_SAS, CredentialKind.SAS)):
+        if environ.get(name):
+            found.append((environ[name], kind, name))
+    if environ.get(ENV_LIVY_PASSWORD):
+        found.append((environ[ENV_LIVY_PASSWORD], None, ENV_LIVY_PASSWORD))
+    file = _load_file(environ, None)
+    if file is not None:
+        kinds = {"key": CredentialKind.ACCOUNT_KEY, "sas": CredentialKind.SAS, "connection_string": CredentialKind.CONNECTION_STRING}
+        for account, entry in sorted(file.storage.items()):
+            for field_name, value in sorted(entry.items()):
+                found.append((value, kinds[field_name], f"{file.path} (storage.{account}.{field_name})"))
+        for cluster, password in sorted(file.livy.items()):
+            found.append((password, None, f"{file.path} (livy.{cluster})"))
+    secrets: list[str] = []
+    for value, kind, where in found:
+        if len(value) < MIN_SECRET_LENGTH:
+            _warn_once(where, f"Warning: the secret in {where} is shorter than {MIN_SECRET_LENGTH} characters, "
+                              "so sparkjobs cannot mask it in what a job prints; use a longer one.")
+            continue
+        secrets += _secret_parts(kind, value) if kind else [value]
+    return tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_SECRET_LENGTH))
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED_SHORT:
+        _WARNED_SHORT.add(key)
+        log.warning(message)
+
+
+def driver_credentials(hadoop: Mapping[str, str], masked: Iterable[str] = ()) -> dict[str, Any]:
+    """The bootstrap's credentials file: the Hadoop settings it attaches, and under ``mask`` every
+    form of the secrets to mask in the driver log it writes to storage (it cannot import this
+    module). Only for the secrets that file may carry: a cluster's file holds its storage keys."""
+    return {"hadoop": dict(hadoop), "mask": list(secret_forms([*masked, *hadoop.values()]))}

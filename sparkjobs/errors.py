@@ -6,7 +6,8 @@
     ├── ConfigError                a .compute/.runconfig/credentials problem (exit 2)
     ├── SnapshotError              the project cannot be snapshotted (cap exceeded, unreadable file)
     ├── StorageError               a run store or blob container cannot be used
-    │   └── ArtifactTransferError  some artifacts could not be uploaded or downloaded
+    │   ├── ArtifactTransferError  some artifacts could not be uploaded or downloaded
+    │   └── RunRecordError         a run record cannot be read, or is not a run record's shape
     ├── RunNotFound                no run with that id in the store
     ├── UnsafePathError            a key or download path would escape its root
     └── TargetError                a compute target could not start or watch a job
@@ -22,6 +23,7 @@ __all__ = [
     "SnapshotError",
     "StorageError",
     "ArtifactTransferError",
+    "RunRecordError",
     "RunNotFound",
     "UnsafePathError",
     "TargetError",
@@ -57,6 +59,11 @@ class ArtifactTransferError(StorageError):
         super().__init__(message)
         self.failed = dict(failed)
         self.succeeded = list(succeeded or [])
+
+
+class RunRecordError(StorageError):
+    """A run record is cut short, not JSON, or has a field of the wrong type; the message names
+    the record and what is wrong with it."""
 
 
 class RunNotFound(SparkJobsError):

@@ -149,9 +149,9 @@ def collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer
     if remote is not None:  # the cluster's storage is not the run history: bring them over
         local = local or workdir / "outputs-from-cluster"
         remote.download_tree(prefix, local)
-    if not (local and local.is_dir()):
+    if not (local and (local.is_dir() or local.is_symlink())):  # a linked outputs is refused below
         return (), (), None
-    files = [p for p in local.rglob("*") if p.is_file()]
+    files = [] if local.is_symlink() else [p for p in local.rglob("*") if p.is_file() and not p.is_symlink()]
     progress = observer.progress("outputs", sum(p.stat().st_size for p in files)) if files else None
     failed: tuple[str, ...] = ()
     error = None
@@ -159,11 +159,17 @@ def collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer
         results = repo.store.upload_tree(local, prefix, progress=progress)
     except ArtifactTransferError as exc:
         results = exc.succeeded
-        failed = tuple(sorted(k[len(run_prefix) + 1 :] for k in exc.failed))
-        reason = next(iter(exc.failed.values()), "").split(": ", 1)[-1]
-        error = f"{len(failed)} artifacts could not be stored ({reason.rstrip('.')}): {', '.join(failed)}."
+        reasons = {k[len(run_prefix) + 1 :]: why for k, why in exc.failed.items()}
+        failed = tuple(sorted(reasons))
+        shown = "; ".join(f"{k} ({reasons[k]})" for k in failed[:5])
+        more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+        error = f"{_count(len(failed), 'artifact')} could not be stored: {shown}{more}."
     artifacts = tuple(Artifact(r.key[len(run_prefix) + 1 :], r.size, r.sha256) for r in results)
     return artifacts, failed, error
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _sentence(exc: BaseException) -> str:

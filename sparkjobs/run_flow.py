@@ -20,7 +20,7 @@ from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
 from .spark_env import check_java, read_spark_defaults, resource_dir
 from .targets import make_target
-from .credentials import redact
+from .credentials import known_secrets, redact
 from .stopping import StopRequests
 from .targets.base import Execution, Outcome, SubmitPlan, Target
 from .targets.local import SNAPSHOT_DIR
@@ -135,7 +135,8 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     locations = target.locations(settings, workdir, run_id)
     env = _job_env(settings, run_id, locations.outputs, locations.shared)
     secrets = target.hadoop_secrets(settings)
-    plan = SubmitPlan(run_id, settings, snapshot, script, args, env, conf, workdir, secrets)
+    masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
+    plan = SubmitPlan(run_id, settings, snapshot, script, args, env, conf, workdir, secrets, masked)
     return repo, plan, target
 
 
@@ -215,7 +216,7 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
         observer.on_event(f"Run {record.id} on {settings.compute.name} ({settings.compute.type.value}).")
         finisher = RunFinisher(repo, record, plan.workdir, observer)
         return _watch(finisher, observer, stops, lambda: target.submit(plan), detach=request.detach,
-                      secrets=list(plan.hadoop_secrets.values()))
+                      secrets=list(plan.masked))
 
 
 def _watch(finisher: RunFinisher, observer: "RunObserver", stops: StopRequests, start, *, detach: bool,
@@ -316,7 +317,8 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
     stops = StopRequests()
     with stops.installed():
         finisher = RunFinisher(repo, replace(record, owner=ProcessIdentity.current()), service.home / "work" / record.id, observer)
-        return _watch(finisher, observer, stops, lambda: execution, detach=False, secrets=[])
+        masked = [*known_secrets(service.environ), *target.hadoop_secrets(settings).values()]
+        return _watch(finisher, observer, stops, lambda: execution, detach=False, secrets=masked)
 
 
 def recover(service: "SparkJobs", project_dir: Path | None, run_id: str, observer: "RunObserver") -> RunRecord:

@@ -15,18 +15,23 @@ found by a key lookup rather than a scan.
 from __future__ import annotations
 
 import enum
+import json
+import logging
+import re
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from .errors import RunNotFound, StorageError
+from .errors import RunNotFound, RunRecordError, StorageError, UnsafePathError
 from .liveness import ProcessIdentity
 from .storage.base import Store, check_key
 
 __all__ = ["RunStatus", "Artifact", "RunRecord", "RunRepository", "new_run_id", "utc_now"]
 
 RUNS = "runs"
+log = logging.getLogger(__name__)
 
 
 class RunStatus(str, enum.Enum):
@@ -79,28 +84,30 @@ class RunRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RunRecord":
-        try:
-            return cls(
-                id=data["id"],
-                project=data["project"],
-                target=data["target"],
-                script=data["script"],
-                args=tuple(data.get("args", ())),
-                status=RunStatus(data["status"]),
-                started_at=data["started_at"],
-                snapshot=data.get("snapshot", ""),
-                ended_at=data.get("ended_at"),
-                exit_code=data.get("exit_code"),
-                artifacts=tuple(Artifact(**a) for a in data.get("artifacts", ())),
-                log=data.get("log"),
-                error=data.get("error"),
-                failed_artifacts=tuple(data.get("failed_artifacts", ())),
-                details=dict(data.get("details") or {}),
-                owner=ProcessIdentity.from_json(data.get("owner")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StorageError(f"Run record {data.get('id', '?')} is malformed: {exc}.") from exc
+    def from_json(cls, data: Any, *, where: str = "") -> "RunRecord":
+        """A record from its JSON, every field's type checked (a hand-edited or corrupt record must
+        not crash whoever reads it). Unknown keys are ignored: a newer sparkjobs may add some.
+
+        Raises RunRecordError naming every problem; ``where`` says which record it is.
+        """
+        name = f"The run record {where}" if where else "The run record"
+        if not isinstance(data, dict):
+            raise RunRecordError(f"{name} must be a JSON object, not {_kind(data)}.")
+        problems: list[str] = []
+        values = {key: _field(data, key, check, what, default, problems) for key, (check, what, default) in _FIELDS.items()}
+        problems += _artifact_problems(values["artifacts"])
+        if problems:
+            raise RunRecordError(f"{name} is malformed: " + "; ".join(problems) + ".")
+        return cls(
+            **{key: values[key] for key in ("id", "project", "target", "script", "started_at", "snapshot",
+                                            "ended_at", "exit_code", "log", "error")},
+            args=tuple(values["args"]),
+            status=RunStatus(values["status"]),
+            artifacts=tuple(Artifact(a["path"], a["size"], a["sha256"]) for a in values["artifacts"]),
+            failed_artifacts=tuple(values["failed_artifacts"]),
+            details=dict(values["details"]),
+            owner=ProcessIdentity.from_json(values["owner"]),
+        )
 
     def finished(self, status: RunStatus, exit_code: int | None, **changes: Any) -> "RunRecord":
         changes.setdefault("ended_at", utc_now())
@@ -123,6 +130,89 @@ class RunRecord:
             error=f"The sparkjobs process that ran it (pid {self.owner.pid}) ended without recording how the run "
             f"ended; 'sparkjobs runs recover {self.id}' stores what is left and records its end.",
         )
+
+
+_REQUIRED = object()
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_key(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and check_key(value) == value
+    except UnsafePathError:
+        return False
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+#: Each field of the record: (type check, what it must be, default when absent).
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
+    "id": (lambda v: _is_key(v) and "/" not in v, "a run id", _REQUIRED),
+    "project": (_is_text, "a string", _REQUIRED),
+    "target": (_is_text, "a string", _REQUIRED),
+    "script": (_is_text, "a string", _REQUIRED),
+    "args": (_texts, "a list of strings", []),
+    "status": (lambda v: v in {s.value for s in RunStatus}, "one of " + ", ".join(s.value for s in RunStatus), _REQUIRED),
+    "started_at": (_is_text, "a string", _REQUIRED),
+    "snapshot": (_is_text, "a string", ""),
+    "ended_at": (lambda v: v is None or _is_text(v), "a string or null", None),
+    "exit_code": (lambda v: v is None or _is_int(v), "a whole number or null", None),
+    "artifacts": (lambda v: isinstance(v, list), "a list", []),
+    "log": (lambda v: v is None or _is_key(v), "a storage key or null", None),
+    "error": (lambda v: v is None or _is_text(v), "a string or null", None),
+    "failed_artifacts": (_texts, "a list of strings", []),
+    "details": (lambda v: isinstance(v, dict) and all(_is_text(x) for x in v.values()), "an object of strings", {}),
+    "owner": (lambda v: v is None or isinstance(v, dict), "an object or null", None),
+}
+
+
+def _field(data: dict, key: str, check: Callable[[Any], bool], what: str, default: Any, problems: list[str]) -> Any:
+    if key not in data:
+        if default is _REQUIRED:
+            problems.append(f"'{key}' is missing")
+        return None if default is _REQUIRED else default
+    value = data[key]
+    if not check(value):
+        problems.append(f"'{key}' must be {what}, not {_kind(value)}")
+        return None
+    return value
+
+
+def _artifact_problems(items: list | None) -> list[str]:
+    problems = []
+    for number, item in enumerate(items or [], 1):
+        where = f"'artifacts' item {number}"
+        if not isinstance(item, dict):
+            problems.append(f"{where} must be an object with path, size and sha256, not {_kind(item)}")
+            continue
+        path, size, sha = item.get("path"), item.get("size"), item.get("sha256")
+        if not (_is_key(path) and path.startswith("outputs/")):
+            problems.append(f"{where}: 'path' must be a path under outputs/ without '..', not {path!r}"[:200])
+        if not (_is_int(size) and size >= 0):
+            problems.append(f"{where}: 'size' must be a whole number of bytes, not {_kind(size)}")
+        if not (isinstance(sha, str) and _SHA256.match(sha)):
+            problems.append(f"{where}: 'sha256' must be 64 hex digits")
+    return problems
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words (never the value: it may be long or hostile)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
 
 
 def utc_now() -> str:
@@ -162,22 +252,46 @@ class RunRepository:
         self.store.put_json(self.record_key(record.id), record.to_json())
 
     def load(self, run_id: str) -> RunRecord:
+        """The record of ``run_id``; RunRecordError if it is not a sound record of that run."""
+        key = self.record_key(run_id)
+        where = f"{key} in the run store at {self.store.location}"
         try:
-            return RunRecord.from_json(self.store.get_json(self.record_key(run_id)))
+            raw = self.store.get_bytes(key)
         except FileNotFoundError:
             raise RunNotFound(f"No run {run_id!r} in the run store at {self.store.location}.") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RunRecordError(f"The run record {where} is not valid UTF-8.") from None
+        except ValueError:
+            raise RunRecordError(f"The run record {where} is not valid JSON; it may have been cut short.") from None
+        record = RunRecord.from_json(data, where=where)
+        if record.id != run_id:
+            raise RunRecordError(f"The run record {where} says it is run {record.id}: a record must be in its own run's folder.")
+        return record
 
     def run_ids(self) -> list[str]:
-        ids = {obj.key.split("/")[1] for obj in self.store.list(RUNS) if obj.key.endswith("/run.json")}
+        ids = set()
+        for obj in self.store.list(RUNS):
+            parts = obj.key.split("/")
+            if len(parts) == 3 and parts[2] == "run.json":
+                ids.add(parts[1])
         return sorted(ids)
 
     def iter_runs(self, project: str | None = None) -> Iterator[RunRecord]:
-        """Newest first."""
+        """Newest first. A record that cannot be read is skipped with one warning naming it:
+        one broken run must not hide all the others."""
         for run_id in reversed(self.run_ids()):
             try:
                 record = self.load(run_id)
-            except (RunNotFound, StorageError):
-                continue  # deleted meanwhile, or unreadable: listing must not die on one run
+            except RunNotFound:
+                continue  # deleted meanwhile
+            except RunRecordError as exc:  # its message names the record
+                log.warning("Warning: %s It is left out.", exc)
+                continue
+            except StorageError as exc:
+                log.warning("Warning: run %s is left out: %s", run_id, exc)
+                continue
             if project is None or record.project == project:
                 yield record
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
 from .config import ProjectSettings, load_project
-from .errors import ConfigError, UnsafePathError
+from .errors import ConfigError, StorageError, UnsafePathError
 from .runs import RunRecord, RunRepository
 from .spark_env import resource_dir
 from .storage.base import ProgressCallback, Store, safe_join
@@ -124,11 +124,20 @@ class SparkJobs:
         if not matches:
             raise ConfigError(f"Run {record.id} has no artifact {path!r}; see 'sparkjobs runs show {record.id}'.")
         base = str(PurePosixPath(wanted).parent) if len(matches) == 1 and matches[0].path == wanted else wanted
-        written = []
+        # Every destination is checked before anything is written: nothing half-downloaded.
+        plan = []
         for artifact in matches:
             relative = artifact.path[len(base) + 1 :] if base not in ("", ".") else artifact.path
-            target = safe_join(Path(dest), relative)  # refuses anything that would escape dest
-            repo.store.get_file(f"{repo.run_prefix(record.id)}/{artifact.path}", target)
+            plan.append((artifact, safe_join(Path(dest), relative)))  # refuses anything that would escape dest
+        written = []
+        for artifact, target in plan:
+            try:
+                repo.store.get_file(f"{repo.run_prefix(record.id)}/{artifact.path}", target)
+            except FileNotFoundError:
+                raise StorageError(
+                    f"Run {record.id} lists {artifact.path}, but the run store at {repo.store.location} no longer "
+                    f"has it; {len(written)} of {len(plan)} files were downloaded to {dest}."
+                ) from None
             if progress:
                 progress(artifact.size)
             written.append(target)

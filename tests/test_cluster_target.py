@@ -516,7 +516,8 @@ def test_storage_key_reaches_the_driver_only_through_a_file_that_is_deleted(clus
     assert spec["snapshot_manifest"] == f"{storage}/snapshots/{plan.snapshot.digest}/manifest.json"
     assert spec["objects_uri"] == f"{storage}/objects/" and spec["exit_uri"] == f"{storage}/runs/{plan.run_id}/exit.json"
     written = json.loads(container.download_blob(f"{run}/_credentials.json").readall())
-    assert written == {"hadoop": {key_setting: azurite.key}}  # what the driver will read
+    assert written["hadoop"] == {key_setting: azurite.key}  # what the driver will read
+    assert azurite.key in written["mask"] and set(written) == {"hadoop", "mask"}  # and masks in its log
     body = fake_livy.batch(0).body
     assert body["file"].startswith(f"{storage}/bootstrap/") and body["args"] == [f"{storage}/runs/{plan.run_id}/launch.json"]
     assert re.search(body["conf"]["spark.redaction.regex"], key_setting)  # Spark redacts it if it ever shows

@@ -243,3 +243,59 @@ def test_redact() -> None:
     # A secret inside another is masked whole, longest first.
     assert redact("abcdef", ["abc", "abcdef"]) == "***"
     assert redact("nothing secret", []) == "nothing secret"
+
+
+def test_every_credential_variable_is_listed_and_kept_from_jobs(monkeypatch) -> None:
+    # Every variable this module reads a secret or the secrets file from, found in its source.
+    import inspect
+    import re
+
+    source = inspect.getsource(credentials)
+    read = set(re.findall(r'"((?:AZURE_STORAGE|SPARKJOBS)_[A-Z_]+)"', source)) - {"AZURE_STORAGE_ACCOUNT", "SPARKJOBS_HOME"}
+    assert read == set(credentials.CREDENTIAL_VARIABLES)
+    environ = {name: "x" for name in credentials.CREDENTIAL_VARIABLES} | {"PATH": "/bin", "AZURE_STORAGE_ACCOUNT": "a"}
+    assert credentials.without_credentials(environ) == {"PATH": "/bin", "AZURE_STORAGE_ACCOUNT": "a"}
+
+
+def test_redact_masks_encoded_forms_at_every_base64_offset() -> None:
+    import base64
+    import re
+    from urllib.parse import quote, quote_plus
+
+    secret = "Livy+pass/word=&made up 42"
+    raw = secret.encode()
+    lower = re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), quote(secret, safe=""))
+    for form in (secret, quote(secret), quote(secret, safe=""), quote_plus(secret), lower, secret.replace("/", "\\/"),
+                 base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("="), raw.hex()):
+        assert redact(f"<{form}>", [secret]) == "<***>", form
+    for prefix in (b"", b"a", b"ab", b"abc"):  # inside longer base64 text, at each offset
+        encoded = base64.b64encode(prefix + raw + b"tail").decode()
+        masked = redact(encoded, [secret])
+        assert "***" in masked and len(masked.replace("***", "")) <= 4 + 8  # at most the edges are left
+    assert redact("nothing here", [secret]) == "nothing here"
+
+
+def test_short_secrets_get_no_base64_forms() -> None:
+    # A 4-character base64 fragment would blot out ordinary words; the secret itself is still masked.
+    assert credentials.secret_forms(["abc"]) == ("abc",)
+    assert redact("YWJj abc", ["abc"]) == "YWJj ***"
+
+
+def test_known_secrets_come_from_the_environment_and_the_whole_file(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", CS)
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", "?sv=2024&sig=AbC%2Bsignature%3D")
+    monkeypatch.setenv("SPARKJOBS_LIVY_PASSWORD", "env-livy-password")
+    home_file(
+        "storage:\n  other: {key: b3RoZXIta2V5LXZhbHVl}\n  third: {connection_string: 'AccountName=third;AccountKey=dGhpcmQta2V5'}\n"
+        "livy:\n  c1: {password: file-livy-password}\n  c2: {password: short}\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="sparkjobs.credentials"):
+        found = credentials.known_secrets(os.environ)
+    assert {CS, KEY, "?sv=2024&sig=AbC%2Bsignature%3D", "sv=2024&sig=AbC%2Bsignature%3D", "AbC%2Bsignature%3D", "AbC+signature=", "env-livy-password",
+            "b3RoZXIta2V5LXZhbHVl", "AccountName=third;AccountKey=dGhpcmQta2V5", "dGhpcmQta2V5", "file-livy-password"} == set(found)
+    assert "short" not in found and len(caplog.records) == 1
+    assert "livy.c2" in caplog.text and "shorter than 8" in caplog.text and "short" not in caplog.text.replace("shorter", "")
+
+
+def test_known_secrets_without_any() -> None:
+    assert credentials.known_secrets(os.environ) == ()

@@ -32,8 +32,10 @@ and given to ``SparkContext.addPyFile``; top-level data files stay on the driver
 What it does, in order: read the spec; tee the Python process's stdout and stderr (file
 descriptors, so child processes are caught) into a log sent to ``log_uri`` every
 ``LOG_INTERVAL_SECONDS`` and at the end; move the Hadoop settings of the credentials file
-(``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}}``) onto the
-SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; unpack
+(``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}, "mask": [...]}``) onto
+the SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; every
+string under ``mask`` (each form of each secret, computed by the submitter) is replaced by ``***``
+in the driver log; unpack
 or copy the snapshot into a temp folder and work there; set ``env``; run the script with
 ``runpy.run_path(..., run_name="__main__")`` (``__file__`` and ``sys.argv[0]`` are its absolute
 path; the script's folder, then the snapshot root, lead ``sys.path``); copy ``./outputs`` to
@@ -368,8 +370,9 @@ def _load_spec(location: str, spark: _Spark) -> LaunchSpec:
     return LaunchSpec.from_json(_read_json(location, spark, "launch spec"))
 
 
-def _apply_credentials(uri: str, spark: _Spark) -> None:
-    """Move the credentials file's Hadoop settings into the run, then delete the file."""
+def _apply_credentials(uri: str, spark: _Spark, mask: list[bytes]) -> None:
+    """Move the credentials file's Hadoop settings into the run, then delete the file; ``mask``
+    receives the strings the driver log must never hold."""
     try:
         data = _read_json(uri, spark, "credentials file")
     except BootstrapError as exc:
@@ -379,6 +382,10 @@ def _apply_credentials(uri: str, spark: _Spark) -> None:
         ) from None
     finally:
         _delete_credentials(uri, spark)
+    forms = data.get("mask", []) if isinstance(data, dict) else None
+    if not isinstance(forms, list) or not all(isinstance(form, str) and form for form in forms):
+        raise BootstrapError(f"The credentials file at {uri} must hold its 'mask' as a list of strings.")
+    mask.extend(sorted((form.encode() for form in forms), key=len, reverse=True))
     if not _Spark.in_spark_submit():
         _say("no Spark in this process (not started by spark-submit); the credentials were not needed.")
         return
@@ -387,6 +394,8 @@ def _apply_credentials(uri: str, spark: _Spark) -> None:
         isinstance(key, str) and isinstance(value, str) for key, value in settings.items()
     ):
         raise BootstrapError(f'The credentials file at {uri} must hold {{"hadoop": {{"key": "value", ...}}}}.')
+    if not settings:
+        return  # only secrets to mask: no reason to make a SparkContext here
     spark.add_hadoop_settings(settings)
     _say(f"set {len(settings)} Hadoop credential setting(s): {', '.join(sorted(settings))}")
 
@@ -608,15 +617,22 @@ def _flush_stdio() -> None:
 
 
 def _ship_outputs(spark: _Spark, local_dir: str, uri: str, digests: dict[str, str]) -> bool:
-    """Copy every file under ``local_dir`` to ``uri``; False when some could not be copied.
+    """Copy every regular file under ``local_dir`` to ``uri``; False when some could not be copied
+    or were refused: a symbolic link (``./outputs`` itself included) is named, never followed.
 
     ``digests`` receives the SHA-256 of each file copied, so the submitter can record the
     artifacts without downloading them again."""
+    if os.path.islink(local_dir):
+        _say(f"./outputs is a symbolic link to {os.readlink(local_dir)}; links are never followed, so no outputs were copied")
+        return False
     same = _local_path(uri)
     if same is not None and os.path.realpath(same) == os.path.realpath(local_dir):
         return True  # already there; copying a file onto itself would truncate it
-    copied, failed = 0, 0
-    for relative in _files_under(local_dir):
+    files, refused = _files_under(local_dir)
+    for relative, why in refused:
+        _say(f"outputs/{relative} was not copied: it is {why}")
+    copied, failed = 0, len(refused)
+    for relative in files:
         try:
             spark.upload(os.path.join(local_dir, relative), _child_uri(uri, relative))
             digests[relative] = _sha256_of(os.path.join(local_dir, relative))
@@ -628,13 +644,22 @@ def _ship_outputs(spark: _Spark, local_dir: str, uri: str, digests: dict[str, st
     return failed == 0
 
 
-def _files_under(folder: str) -> list[str]:
-    """Relative POSIX paths of the files under ``folder``, sorted."""
-    found = []
-    for parent, _dirs, files in os.walk(folder):
-        for name in files:
-            found.append(os.path.relpath(os.path.join(parent, name), folder).replace(os.sep, "/"))
-    return sorted(found)
+def _files_under(folder: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Relative POSIX paths of the regular files under ``folder``, sorted, and of what is refused
+    with the reason: a symbolic link (never followed: it could point at any file the driver can
+    read) or a special file."""
+    found, refused = [], []
+    for parent, dirs, files in os.walk(folder):  # does not descend into linked folders
+        for name in sorted(dirs + files):
+            path = os.path.join(parent, name)
+            relative = os.path.relpath(path, folder).replace(os.sep, "/")
+            if os.path.islink(path):
+                refused.append((relative, f"a symbolic link to {os.readlink(path)}, which is not followed"))
+            elif os.path.isfile(path):
+                found.append(relative)
+            elif not os.path.isdir(path):
+                refused.append((relative, "not a regular file"))
+    return sorted(found), sorted(refused)
 
 
 # --- the driver log --------------------------------------------------------------------------
@@ -648,8 +673,9 @@ class _Tee:
     console.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mask: list[bytes] | None = None) -> None:
         self.path = path
+        self._mask = mask if mask is not None else []  # filled in once the credentials are read
         self._log = open(path, "ab", buffering=0)  # noqa: SIM115 - open from start() to stop()
         self._size = 0
         self._lock = threading.Lock()
@@ -700,6 +726,8 @@ class _Tee:
             self._record(pending)
 
     def _record(self, chunk: bytes) -> None:
+        for form in list(self._mask):  # whole lines come here, so a secret is never cut in two
+            chunk = chunk.replace(form, b"***")
         with self._lock:
             room = LOG_CAP_BYTES - self._size
             if not self._log.closed and room > 0:
@@ -762,12 +790,13 @@ class _LogUploader:
 
 
 @contextlib.contextmanager
-def _driver_log(uri: str | None, spark: _Spark, work: str) -> Iterator[None]:
-    """Tee the process's output to ``uri`` while the block runs, and upload it once more after."""
+def _driver_log(uri: str | None, spark: _Spark, work: str, mask: list[bytes] | None = None) -> Iterator[None]:
+    """Tee the process's output to ``uri`` while the block runs, and upload it once more after;
+    what ``mask`` holds (now or later) is replaced by ``***`` in it."""
     if not uri:
         yield
         return
-    tee = _Tee(os.path.join(work, "driver.log"))
+    tee = _Tee(os.path.join(work, "driver.log"), mask)
     upload = _LogUploader(spark, tee.path, uri)
     periodic = _Every(LOG_INTERVAL_SECONDS, upload)
     tee.start()
@@ -783,11 +812,11 @@ def _driver_log(uri: str | None, spark: _Spark, work: str) -> Iterator[None]:
 # --- main ---------------------------------------------------------------------------------------
 
 
-def _launch(spec: LaunchSpec, spark: _Spark, work: str, digests: dict[str, str]) -> int:
+def _launch(spec: LaunchSpec, spark: _Spark, work: str, digests: dict[str, str], mask: list[bytes]) -> int:
     """Steps 1 to 6: credentials, snapshot, environment, script, outputs."""
     try:
         if spec.credentials_uri:
-            _apply_credentials(spec.credentials_uri, spark)
+            _apply_credentials(spec.credentials_uri, spark, mask)
         root = _prepare_snapshot(spec, spark, work)
     except BootstrapError as exc:
         _say(str(exc))
@@ -829,8 +858,9 @@ def main(argv: list[str]) -> int:
             _say(str(exc))
             return EXIT_BOOTSTRAP
         digests: dict[str, str] = {}
-        with _driver_log(spec.log_uri, spark, work):
-            code = _launch(spec, spark, work, digests)
+        mask: list[bytes] = []
+        with _driver_log(spec.log_uri, spark, work, mask):
+            code = _launch(spec, spark, work, digests, mask)
         if spec.exit_uri:
             _write_exit(spec, code, digests, spark, work)
         return code

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import ArtifactTransferError, UnsafePathError
 
-__all__ = ["Store", "StoredObject", "TransferResult", "check_key", "safe_join", "sha256_file"]
+__all__ = ["Store", "StoredObject", "TransferResult", "check_key", "regular_files", "safe_join", "sha256_file"]
 
 ProgressCallback = Callable[[int], None]
 """Called with a byte count each time that many more bytes have moved."""
@@ -65,6 +66,28 @@ def safe_join(root: Path, relative: str) -> Path:
     if target != root_resolved and root_resolved not in target.parents:
         raise UnsafePathError(f"Path {relative!r} would escape {root}.")
     return target
+
+
+def regular_files(folder: Path, refused: dict[str, str]) -> list[Path]:
+    """The regular files below ``folder``, sorted, never following a symbolic link; ``refused``
+    receives every link and special file (a FIFO would block a reader) with the reason."""
+    found: list[Path] = []
+    for parent, dirnames, filenames in os.walk(folder):  # os.walk does not descend into links
+        base = Path(parent)
+        for name in sorted(dirnames + filenames):
+            path = base / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                refused[path.relative_to(folder).as_posix()] = refusal_reason(path)
+            elif path.is_file():
+                found.append(path)
+        dirnames.sort()
+    return sorted(found)
+
+
+def refusal_reason(path: Path) -> str:
+    if path.is_symlink():
+        return f"a symbolic link to {os.readlink(path)}, which sparkjobs does not follow"
+    return "not a regular file"
 
 
 def sha256_file(path: Path, progress: ProgressCallback | None = None) -> str:
@@ -155,16 +178,24 @@ class Store(abc.ABC):
         """Upload every regular file below local_dir to prefix/<relative path>, in parallel.
 
         Each file is hashed while it is read for upload; the backend verifies what it received.
-        Raises ArtifactTransferError naming every file that failed, after trying them all.
+        Symbolic links are never followed, local_dir itself included: a job could otherwise
+        point its outputs at any file this user can read. They, and anything else that is not
+        a regular file, are refused by name.
+        Raises ArtifactTransferError naming every file that failed or was refused, after trying
+        all the others.
         """
         local_dir = Path(local_dir)
         prefix = check_prefix(prefix)
-        files = [p for p in sorted(local_dir.rglob("*")) if p.is_file() and not p.is_symlink()]
-        jobs = {}
-        for path in files:
+        if local_dir.is_symlink():
+            reason = refusal_reason(local_dir)
+            raise ArtifactTransferError(f"{local_dir} is {reason}; nothing in it was stored.", {prefix: reason})
+        jobs: dict[str, Path] = {}
+        refused: dict[str, str] = {}
+        for path in regular_files(local_dir, refused):
             relative = path.relative_to(local_dir).as_posix()
             jobs[f"{prefix}/{relative}" if prefix else relative] = path
-        return self._transfer(jobs, self._upload_one, progress)
+        refused = {(f"{prefix}/{relative}" if prefix else relative): why for relative, why in refused.items()}
+        return self._transfer(jobs, self._upload_one, progress, refused)
 
     def download_tree(
         self,
@@ -202,10 +233,11 @@ class Store(abc.ABC):
         jobs: dict[str, Path],
         one: Callable[[str, Path, ProgressCallback | None], TransferResult],
         progress: ProgressCallback | None,
+        refused: dict[str, str] | None = None,
     ) -> list[TransferResult]:
         results: list[TransferResult] = []
-        failed: dict[str, str] = {}
-        if not jobs:
+        failed: dict[str, str] = dict(refused or {})
+        if not jobs and not failed:
             return results
         workers = max(1, min(self.max_workers, len(jobs)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -220,7 +252,7 @@ class Store(abc.ABC):
         if failed:
             names = ", ".join(sorted(failed))
             raise ArtifactTransferError(
-                f"{len(failed)} of {len(jobs)} files failed to transfer: {names}.", failed, results
+                f"{len(failed)} of {len(jobs) + len(refused or {})} files failed to transfer: {names}.", failed, results
             )
         return results
 

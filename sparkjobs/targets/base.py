@@ -39,6 +39,9 @@ class SubmitPlan:
     spark_conf: Mapping[str, str]  # merged spark-conf/, dependencies and compute conf; no secrets
     workdir: Path  # a private scratch folder for this run, outside the project
     hadoop_secrets: Mapping[str, str] = field(default_factory=dict)  # set at run time, never as conf
+    # Every secret value of the run (credentials.known_secrets and the Hadoop secrets): masked in
+    # all the run prints or stores.
+    masked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

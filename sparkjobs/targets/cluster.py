@@ -36,6 +36,7 @@ from livy import Batch, BatchRequest, BatchState, LivyClient
 from ..config import RunSettings
 from ..credentials import (
     StorageCredentials,
+    driver_credentials,
     hadoop_conf_for,
     livy_password,
     resolve_storage_credentials,
@@ -200,7 +201,7 @@ class LivyTarget(Target):
             lambda: store.put_bytes(files.launch_spec, spec),
         ]
         if plan.hadoop_secrets:
-            jobs.append(lambda: store.put_json(files.credentials, {"hadoop": dict(plan.hadoop_secrets)}))
+            jobs.append(lambda: store.put_json(files.credentials, driver_credentials(plan.hadoop_secrets)))
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             for future in [pool.submit(job) for job in jobs]:
                 future.result()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..config import Framework, RunSettings
+from ..credentials import without_credentials
 from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
 from .base import Execution, JobLocations, SubmitPlan, Target
@@ -78,9 +79,10 @@ class LocalTarget(Target):
         (snapshot_dir / "outputs").mkdir(exist_ok=True)
         shared_folder(plan.settings).mkdir(parents=True, exist_ok=True)
         credentials = None
-        if plan.hadoop_secrets:
+        payload = self._credentials_file(plan)
+        if payload is not None:
             credentials = plan.workdir / "credentials.json"
-            write_private_json(credentials, {"hadoop": dict(plan.hadoop_secrets)})
+            write_private_json(credentials, payload)
         spec = {
             "version": 1,
             "run_id": plan.run_id,
@@ -96,8 +98,14 @@ class LocalTarget(Target):
         launch.write_text(json.dumps(spec, indent=2))
         return snapshot_dir, launch
 
+    def _credentials_file(self, plan: SubmitPlan) -> dict | None:
+        """What the bootstrap reads from the run's private credentials file; None for no file."""
+        return {"hadoop": dict(plan.hadoop_secrets)} if plan.hadoop_secrets else None
+
     def process_env(self, plan: SubmitPlan) -> dict[str, str]:
-        env = dict(self._environ)
+        # sparkjobs' own credentials stay with sparkjobs: a job that prints its environment
+        # (or a library that logs it) must not print them.
+        env = without_credentials(self._environ)
         env.update(plan.env)
         env["PYTHONUNBUFFERED"] = "1"  # the driver's prints reach the terminal as they happen
         env.setdefault("PYSPARK_PYTHON", sys.executable)

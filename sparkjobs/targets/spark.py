@@ -42,6 +42,7 @@ from pathlib import Path
 from ..config import CONFIG_DIR, Framework, RunSettings, _Problems
 from ..credentials import (
     StorageCredentials,
+    driver_credentials,
     hadoop_conf_for,
     resolve_storage_credentials,
 )
@@ -158,6 +159,15 @@ class SparkClusterTarget(LocalTarget):
 
     def _credentials(self, storage: StorageLocation, settings: RunSettings) -> StorageCredentials | None:
         return resolve_storage_credentials(storage, self._environ, settings.project.root)
+
+    def _credentials_file(self, plan: SubmitPlan) -> dict | None:
+        """With storage, the bootstrap writes the driver log there itself, so it also gets every
+        form of the run's secrets to mask in it (the file is this user's only, and deleted once read)."""
+        if _storage(plan.settings) is None:
+            return super()._credentials_file(plan)
+        if not (plan.hadoop_secrets or plan.masked):
+            return None
+        return driver_credentials(plan.hadoop_secrets, plan.masked)
 
     def _launch(self, plan: SubmitPlan) -> tuple[Path, Path]:
         """The local target's launch, plus the zips for --py-files and, with storage, where the
