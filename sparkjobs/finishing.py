@@ -12,8 +12,9 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
+from .masking import redact
 from .errors import ArtifactTransferError, SparkJobsError, StorageError
 from .runs import Artifact, RunRecord, RunRepository, RunStatus
 from .targets.base import Outcome
@@ -29,8 +30,10 @@ DRIVER_LOG = "driver.log"
 
 
 class RunFinisher:
-    def __init__(self, repo: RunRepository, record: RunRecord, workdir: Path, observer: "RunObserver") -> None:
+    def __init__(self, repo: RunRepository, record: RunRecord, workdir: Path, observer: "RunObserver",
+                 secrets: Iterable[str] = ()) -> None:
         self.repo = repo
+        self._secrets = tuple(secrets)
         self.record = record
         self.workdir = workdir
         self.observer = observer
@@ -39,7 +42,17 @@ class RunFinisher:
     def update(self, record: RunRecord) -> None:
         """Save an intermediate state of a running run (target details, owner)."""
         self.record = record
-        self.repo.save(record)
+        self.repo.save(self._masked(record))
+
+    def _masked(self, record: RunRecord) -> RunRecord:
+        """Error texts quote what failed, and a failure may quote a secret: never store one."""
+        if not self._secrets:
+            return record
+        return replace(
+            record,
+            args=tuple(redact(arg, self._secrets) for arg in record.args),
+            error=redact(record.error, self._secrets) if record.error else record.error,
+        )
 
     def finish(self, outcome: Outcome) -> RunRecord:
         """Store what can be stored and record the end; called once, later calls return the same."""
@@ -57,6 +70,7 @@ class RunFinisher:
         problems: list[str] = []
         artifacts, failed = self._store_outputs(outcome, problems)
         self._store_log(problems)
+        decided = self._masked(decided)
         final = replace(decided, artifacts=artifacts, failed_artifacts=failed)
         if problems:
             kept = (

@@ -214,7 +214,7 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
         )
         repo.save(record)
         observer.on_event(f"Run {record.id} on {settings.compute.name} ({settings.compute.type.value}).")
-        finisher = RunFinisher(repo, record, plan.workdir, observer)
+        finisher = RunFinisher(repo, record, plan.workdir, observer, plan.masked)
         return _watch(finisher, observer, stops, lambda: target.submit(plan), detach=request.detach,
                       secrets=list(plan.masked))
 
@@ -316,8 +316,9 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
     execution = resume(record, settings)  # refuses a batch that is not this run's, changing nothing
     stops = StopRequests()
     with stops.installed():
-        finisher = RunFinisher(repo, replace(record, owner=ProcessIdentity.current()), service.home / "work" / record.id, observer)
         masked = [*known_secrets(service.environ), *target.hadoop_secrets(settings).values()]
+        owned = replace(record, owner=ProcessIdentity.current())
+        finisher = RunFinisher(repo, owned, service.home / "work" / record.id, observer, masked)
         return _watch(finisher, observer, stops, lambda: execution, detach=False, secrets=masked)
 
 
