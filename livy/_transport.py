@@ -1,17 +1,17 @@
 """HTTP seam: one requests Session with auth, headers, timeouts and GET/DELETE retries.
 
 Every ``requests`` exception and every status >= 400 is translated here, once, into the
-``livy.errors`` tree.
-
-Each call has an overall deadline (``deadline`` seconds, 120 by default) besides the
-``(connect, read)`` timeouts, because a read timeout bounds each read, not the answer: a
-body trickling in one byte every few seconds would otherwise hold a call for good.  The body
-is read in pieces against the deadline, each read allowed only the time left; retries stop
-at the deadline.  What the deadline cannot cut short is a single header line trickling in
-byte by byte; each of those reads is still bounded by the read timeout.  Retries use urllib3's ``Retry`` mounted on the session: only GET,
+``livy.errors`` tree.  Retries use urllib3's ``Retry`` mounted on the session: only GET,
 HEAD and DELETE are retried after the request was sent; POST is retried by urllib3 only
 when the connection could not even be opened (nothing was sent).  Deciding what to do when
 a POST's outcome is unknown is the client's job, because only it knows the batch name.
+
+Each call also has an overall deadline (``deadline`` seconds, 120 by default), because a
+read timeout bounds each read, not the answer: a body trickling in one byte every few
+seconds would otherwise hold a call, and whatever waits on it, for good.  The body is read
+in pieces against the deadline, each read allowed only the time left, and no retry starts
+or sleeps past it.  What it cannot cut short is a header line trickling in byte by byte;
+each of those reads is still bounded by the read timeout.
 """
 
 from __future__ import annotations
