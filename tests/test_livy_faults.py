@@ -218,7 +218,8 @@ def test_a_trickled_answer_to_a_post_is_settled_by_name(livy_server, livy_client
     assert livy_server.count("POST", "/batches") == 1 and livy_server.count("GET", "/batches/slow-answer") == 1
 
 
-def test_the_call_deadline_must_be_positive():
+def test_every_call_has_a_deadline_by_default_and_it_must_be_positive():
+    assert LivyClient("http://127.0.0.1:1").transport.deadline == 120.0
     with pytest.raises(ValueError, match="deadline"):
         LivyClient("http://127.0.0.1:1", deadline=0)
 
