@@ -15,6 +15,7 @@ from livy.errors import (
     BatchForgotten,
     BatchMismatch,
     BatchNotFound,
+    BatchStartTimeout,
     BatchTimeout,
     DuplicateBatchName,
     LivyError,
@@ -61,4 +62,5 @@ __all__ = [
     "SubmissionUnknown",
     "BatchMismatch",
     "BatchTimeout",
+    "BatchStartTimeout",
 ]

@@ -8,6 +8,10 @@ plus the last 10 log lines, used where they overlap what was seen) on the tick a
 log was quiet (a job that stops writing is the one that may have ended) and at least every
 ``STATE_EVERY`` ticks.  Transient trouble (no answer, 429/502/503/504 after the
 transport's retries) costs a tick, not the wait.
+
+Besides the overall deadline, ``start_timeout`` bounds how long a batch may stay pending
+(``not_started``, ``starting``): on a full cluster YARN keeps an application waiting for as
+long as it takes, and a wait of days is no use to anyone watching.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from livy._logtail import LIVY_LOG_LINES, LogFollower, LogLine
 from livy._transport import RETRYABLE_STATUSES
 from livy.errors import (
     BatchNotFound,
+    BatchStartTimeout,
     BatchTimeout,
     LivyError,
     LivyHTTPError,
@@ -49,20 +54,28 @@ class _Ticker:
         sleep: Callable[[float], None],
         interval: float,
         timeout: float,
+        start_timeout: float | None = None,
     ) -> None:
-        if interval <= 0 or timeout < 0:
-            raise ValueError("interval must be > 0 and timeout >= 0 seconds")
+        if interval <= 0 or timeout < 0 or (start_timeout is not None and start_timeout < 0):
+            raise ValueError("interval must be > 0 and timeouts >= 0 seconds")
         self.clock, self.sleep, self.interval = clock, sleep, interval
         self.next = clock()
         self.deadline = self.next + timeout
         self.ticks_left = int(timeout / interval) + 2 if math.isfinite(timeout) else -1
+        self.start_timeout = math.inf if start_timeout is None else start_timeout
+        self.start_deadline = self.next + self.start_timeout
+        self.start_ticks = int(start_timeout / interval) + 2 if start_timeout is not None else -1
 
     def expired(self) -> bool:
         return self.clock() >= self.deadline or self.ticks_left == 0
 
+    def start_expired(self) -> bool:
+        return self.clock() >= self.start_deadline or self.start_ticks == 0
+
     def pause(self) -> None:
         """Sleep until the next tick, never past the deadline."""
         self.ticks_left -= 1
+        self.start_ticks -= 1
         now = self.clock()
         self.next = max(self.next + self.interval, now)
         self.sleep(max(0.0, min(self.next, self.deadline) - now))
@@ -125,31 +138,38 @@ class BatchHandle:
         *,
         interval: float = 5.0,
         on_log: Callable[[LogLine], None] | None = None,
+        start_timeout: float | None = None,
     ) -> Batch:
         """Poll until the batch is terminal and return it; :class:`BatchTimeout` at the deadline.
 
         With ``on_log`` every new log line is passed to it as it arrives (see :meth:`tail`).
+        With ``start_timeout``, :class:`BatchStartTimeout` when the batch is still pending
+        that many seconds after the call; the batch is left as it is.
         """
         if on_log is not None:
-            for line in self.tail(timeout, interval=interval):
+            for line in self.tail(timeout, interval=interval, start_timeout=start_timeout):
                 on_log(line)
             return self.batch
-        ticker = _Ticker(self._clock, self._sleep, interval, timeout)
+        ticker = _Ticker(self._clock, self._sleep, interval, timeout, start_timeout)
         while not self._deleted:
             state = self._poll_state()
             if state is not None and state.is_terminal:
                 return self._finish(state)
+            self._check_started(ticker, fresh=state is not None)
             self._check_deadline(ticker)
             ticker.pause()
         return self.batch
 
-    def tail(self, timeout: float, *, interval: float = 5.0) -> Iterator[LogLine]:
+    def tail(
+        self, timeout: float, *, interval: float = 5.0, start_timeout: float | None = None
+    ) -> Iterator[LogLine]:
         """Yield new log lines until the batch is terminal, then drain the log once more.
 
         Each line is yielded once; lines lost to Livy's 200-line buffer show as one
-        ``gap`` marker line.  Raises :class:`BatchTimeout` at the deadline.
+        ``gap`` marker line.  Raises :class:`BatchTimeout` at the deadline, and
+        :class:`BatchStartTimeout` as :meth:`wait` does.
         """
-        ticker = _Ticker(self._clock, self._sleep, interval, timeout)
+        ticker = _Ticker(self._clock, self._sleep, interval, timeout, start_timeout)
         follower = LogFollower(self._buffer_lines)
         want_log, since_state = True, 0
         while not self._deleted:
@@ -167,6 +187,7 @@ class BatchHandle:
                     if batch.state.is_terminal:
                         yield from self._poll_log(follower) or ()
                         return
+            self._check_started(ticker, fresh=False)
             self._check_deadline(ticker)
             ticker.pause()
 
@@ -202,6 +223,29 @@ class BatchHandle:
                 "batch %s ended %s but could not be read again: %s", self.batch.id, state.value, exc
             )
         return self.batch
+
+    def _check_started(self, ticker: _Ticker, *, fresh: bool) -> None:
+        """BatchStartTimeout if the batch is still pending at the start deadline.
+
+        A state not polled on this tick may be old (``tail`` reads the state only now and
+        then), so it is read once more before the batch is given up on.
+        """
+        if self.batch.state not in BatchState.PENDING or not ticker.start_expired():
+            return
+        if not fresh:
+            batch = self._poll(lambda: self.client.get_batch(self.batch.id))
+            if batch is None:
+                return  # no answer: the next tick decides
+            self.batch = batch
+            if batch.state not in BatchState.PENDING:
+                return
+        raise BatchStartTimeout(
+            f"Livy batch {self.batch.id} is still {self.batch.state_raw!r} after "
+            f"{ticker.start_timeout:g} s: the cluster may have no room for it (a full YARN "
+            f"queue or too few resources); it keeps waiting: kill it or wait again",
+            batch_id=self.batch.id,
+            state=self.batch.state_raw,
+        )
 
     def _check_deadline(self, ticker: _Ticker) -> None:
         if ticker.expired():

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 from requests.auth import AuthBase
 
-from livy._transport import RetryPolicy, Timeout, Transport
+from livy._transport import DEFAULT_DEADLINE, RetryPolicy, Timeout, Transport
 from livy.batch import BatchHandle
 from livy.errors import (
     BatchForgotten,
@@ -43,7 +43,8 @@ class LivyClient:
 
     ``auth`` is a ``(user, password)`` pair for HTTP basic auth, a :class:`BearerAuth`, or
     any ``requests`` auth object.  ``verify`` is True, False or a CA bundle path.
-    ``timeout`` is ``(connect, read)`` seconds; no call waits forever.
+    ``timeout`` is ``(connect, read)`` seconds for each read, and ``deadline`` the seconds one
+    call may take in all (retries and a slowly arriving answer included); no call waits forever.
     ``transport`` replaces the HTTP layer entirely (a test seam); the other options then
     do not apply.
     """
@@ -55,6 +56,7 @@ class LivyClient:
         auth: AuthBase | tuple[str, str] | None = None,
         verify: bool | str = True,
         timeout: Timeout = (10.0, 60.0),
+        deadline: float = DEFAULT_DEADLINE,
         retry: RetryPolicy | None = None,
         requested_by: str = "livy-python-client",
         session: requests.Session | None = None,
@@ -65,6 +67,7 @@ class LivyClient:
             auth=auth,
             verify=verify,
             timeout=timeout,
+            deadline=deadline,
             retry=retry,
             requested_by=requested_by,
             session=session,
@@ -85,11 +88,12 @@ class LivyClient:
     def create_batch(self, request: BatchRequest) -> Batch:
         """``POST /batches``; the request must carry a unique ``name``.
 
-        When the outcome is unknown (connection dropped or timed out after sending, or a
-        gateway 502/503/504), the batch is looked up by name: if it exists it is returned;
-        if Livy says it does not, the request is sent once more.  Livy's duplicate-name
-        check is the last guard: the job is never started twice.  Lookup by name needs
-        Livy 0.6 or later; a request without a name is refused with ValueError.
+        When the outcome is unknown (connection dropped or timed out after sending, a
+        gateway 502/503/504, or a 201 naming another batch than the one sent), the batch is
+        looked up by name: if it exists it is returned; if Livy says it does not, the
+        request is sent once more.  Livy's duplicate-name check is the last guard: the job
+        is never started twice, and another batch is never taken for this one.  Lookup by
+        name needs Livy 0.6 or later; a request without a name is refused with ValueError.
         """
         if not request.name:
             raise ValueError(
@@ -104,6 +108,11 @@ class LivyClient:
             outcome = self._settle(name, outcome) or self._post_once(request, first=False)
         if isinstance(outcome, LivyError):  # unknown again: exists? if not, give up
             outcome = self._settle(name, outcome) or outcome
+        if isinstance(outcome, BatchMismatch):
+            raise BatchMismatch(
+                f"{outcome}; Livy has no batch named {name!r}, so nothing was started under "
+                f"that name (a proxy in front of Livy may be mixing up answers)"
+            ) from outcome
         if isinstance(outcome, LivyError):
             raise outcome
         return outcome
@@ -219,7 +228,13 @@ class LivyClient:
             return exc
         except LivyTransportError as exc:
             return exc
-        return self._remember(Batch.from_json(body))
+        batch = Batch.from_json(body)
+        if batch.name is not None and batch.name != request.name:
+            return BatchMismatch(
+                f"Livy answered the submission with batch {batch.id} named {batch.name!r}, "
+                f"not {request.name!r}"
+            )
+        return self._remember(batch)
 
     def _settle(self, name: str, cause: LivyError) -> Batch | None:
         """After an unknown POST outcome: the batch if it exists, None if Livy says not."""

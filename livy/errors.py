@@ -12,8 +12,10 @@
     ├── LivyProtocolError          a 2xx answer that is not the JSON Livy promises
     ├── SubmissionUnknown          POST /batches had no clear outcome and the lookup by
     │                              name could not settle whether the batch exists
-    ├── BatchMismatch              an id now names another batch (Livy restarted, ids reused)
+    ├── BatchMismatch              an id, or the answer to a submission, names another
+    │                              batch (Livy restarted and reused ids, or a proxy mixed up answers)
     └── BatchTimeout               a wait() or tail() deadline passed
+        └── BatchStartTimeout      the batch was still starting at its start deadline
 
 Transport and status errors are separate branches, as in httpx: a caller that retries on
 network trouble should not also retry a 400.  ``requests`` exceptions never leave the package;
@@ -33,6 +35,7 @@ __all__ = [
     "SubmissionUnknown",
     "BatchMismatch",
     "BatchTimeout",
+    "BatchStartTimeout",
 ]
 
 
@@ -111,7 +114,7 @@ class SubmissionUnknown(LivyError):
 
 
 class BatchMismatch(LivyError):
-    """The id now names a different batch than the one expected (Livy restarted)."""
+    """The id, or the answer to a submission, names a different batch than the one meant."""
 
 
 class BatchTimeout(LivyError):
@@ -121,3 +124,8 @@ class BatchTimeout(LivyError):
         super().__init__(message)
         self.batch_id = batch_id
         self.state = state
+
+
+class BatchStartTimeout(BatchTimeout):
+    """The batch was still waiting to start (``not_started``, ``starting``) at its start
+    deadline: YARN had no room for it, typically.  It keeps waiting until killed."""

@@ -41,8 +41,9 @@ STREAM_HEADERS = {"stdout: ": "stdout", "\nstderr: ": "stderr", "\nYARN Diagnost
 class BatchState(str, enum.Enum):
     """Every state Livy's SessionState knows, plus UNKNOWN for strings it may add later.
 
-    ``BatchState.TERMINAL`` holds the states a batch never leaves.  UNKNOWN is not terminal:
-    a client that meets a new state keeps polling rather than giving up on a live job.
+    ``BatchState.TERMINAL`` holds the states a batch never leaves, ``BatchState.PENDING``
+    those of a batch that has not started running yet.  UNKNOWN is neither: a client that
+    meets a new state keeps polling rather than giving up on a live job.
     """
 
     NOT_STARTED = "not_started"
@@ -59,6 +60,7 @@ class BatchState(str, enum.Enum):
     UNKNOWN = "unknown"
 
     TERMINAL: ClassVar[frozenset[BatchState]]
+    PENDING: ClassVar[frozenset[BatchState]]
 
     @classmethod
     def _missing_(cls, value: object) -> BatchState:
@@ -72,6 +74,7 @@ class BatchState(str, enum.Enum):
 BatchState.TERMINAL = frozenset(
     {BatchState.SUCCESS, BatchState.DEAD, BatchState.KILLED, BatchState.ERROR}
 )
+BatchState.PENDING = frozenset({BatchState.NOT_STARTED, BatchState.STARTING})
 
 
 def _require(obj: Mapping[str, Any], key: str, kind: type, what: str) -> Any:

@@ -38,6 +38,9 @@ DEFAULT_SNAPSHOT_CAP_MB = 25
 #: nothing to resubmit; local runs copy the whole snapshot every time, so Workbench's 25 MB stays.
 CLUSTER_SNAPSHOT_CAP_MB = 1024
 DEFAULT_SHARE_DIR = "~/.sparkjobs/share/"
+#: How long a cluster batch may wait for YARN to start it before sparkjobs deletes it.
+DEFAULT_START_TIMEOUT_MINUTES = 30.0
+MAX_START_TIMEOUT_MINUTES = 7 * 24 * 60.0
 
 
 class TargetType(str, enum.Enum):
@@ -67,6 +70,7 @@ class ComputeSettings:
     queue: str | None = None
     conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     verify: bool | str = True  # TLS verification, or a CA bundle path
+    start_timeout_minutes: float = DEFAULT_START_TIMEOUT_MINUTES  # cluster: longest wait to start
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,12 @@ def _enum(kind: type[enum.Enum]) -> Checker:
     return check
 
 
+def _minutes(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= MAX_START_TIMEOUT_MINUTES:
+        return float(value)
+    raise _Invalid(f"must be a number of minutes above 0 and at most {MAX_START_TIMEOUT_MINUTES:.0f} (7 days)")
+
+
 def _verify(value: Any) -> bool | str:
     if isinstance(value, (bool, str)) and value != "":
         return value
@@ -184,6 +194,7 @@ _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
     "queue": ("queue", _string),
     "conf": ("conf", _string_map),
     "verify": ("verify", _verify),
+    "startTimeoutMinutes": ("start_timeout_minutes", _minutes),
 }
 _REQUIRED_BY_TYPE = {
     TargetType.LOCAL: (),

@@ -475,6 +475,105 @@ def test_no_secret_reaches_storage_history_or_output(cluster, livy_server_factor
     assert secret not in json.dumps(server.batch(0).body)
 
 
+# --- deadlines and answers that cannot be trusted (issue 7) ----------------------------------------
+
+HOSTILE = """
+import sys
+print("\\x1b]0;pwned\\x07\\x1b[31mred\\x1b[0m and\\rplain\\ttab", flush=True)
+print("\\x1b[2Jcleared?", file=sys.stderr, flush=True)
+"""
+
+
+def _errors(done: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+
+
+def test_a_batch_stuck_starting_is_deleted_at_the_start_deadline(cluster, fake_livy):
+    cluster.use(fake_livy, extra="startTimeoutMinutes: 0.03\n")  # 1.8 s; polls every 0.2 s
+    fake_livy.hold_in_starting(1)
+    done, record = cluster.run("-c", "hdi", "sleeper.py", "0", "0")
+    assert done.returncode == 1, done.stderr
+    assert record["status"] == "failed" and record["exit_code"] is None
+    assert record["details"]["livy_state"] == "starting"
+    assert "Livy batch 0 was still 'starting' after" in record["error"]
+    assert "sparkjobs deleted it" in record["error"] and "startTimeoutMinutes in aml_config/hdi.compute" in record["error"]
+    progress = [line for line in done.stderr.splitlines() if "still starting after" in line]
+    assert progress and progress[0].startswith("sparkjobs: Livy batch 0 still starting after"), done.stderr
+    assert fake_livy.count("DELETE") == 1 and fake_livy.batch_count() == 0
+    assert "Traceback" not in done.stderr
+    assert not (cluster.store / "runs" / record["id"] / "_credentials.json").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "'soon'", "20000"])
+def test_the_start_deadline_must_be_a_sensible_number_of_minutes(cluster, fake_livy, value):
+    cluster.use(fake_livy, extra=f"startTimeoutMinutes: {value}\n")
+    done = cluster.cli("run", "-c", "hdi", "sleeper.py", "0", "0")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = _errors(done)
+    assert len(errors) == 1 and "hdi.compute" in errors[0] and "'startTimeoutMinutes'" in errors[0], done.stderr
+    assert not (cluster.home / "runs").exists() and fake_livy.count("POST") == 0
+
+
+def test_success_without_an_exit_record_is_recorded_failed(cluster, fake_livy):
+    cluster.use(fake_livy)
+    fake_livy.run_instead([sys.executable, "-c", "print('the bootstrap never ran')"])  # exits 0
+    done, record = cluster.run("-c", "hdi", "sleeper.py", "0", "0")
+    assert done.returncode == 1, done.stderr
+    assert record["status"] == "failed" and record["exit_code"] is None
+    assert record["details"]["livy_state"] == "success"
+    exit_file = cluster.store / "runs" / record["id"] / "exit.json"
+    assert f"Livy reported success but the job never wrote its exit record at {exit_file}" in record["error"]
+    assert "bootstrap may not have run" in record["error"]
+
+
+def test_control_sequences_from_the_cluster_never_reach_the_terminal(cluster, fake_livy):
+    cluster.use(fake_livy)
+    write(cluster.project / "hostile.py", HOSTILE)
+    done, record = cluster.run("-c", "hdi", "hostile.py")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    header = lines.index("--- driver log ---")
+    shown = "red andplain\ttab"
+    assert shown in lines[:header] and shown in lines[header:]  # live from Livy, then the stored log
+    assert "cleared?" in lines[header:]
+    printed = done.stdout + done.stderr + cluster.stored_log(record["id"])
+    assert "pwned" not in printed and [c for c in printed if ord(c) < 32 and c not in "\t\n"] == []
+    raw = (cluster.store / "runs" / record["id"] / "driver.log").read_text()
+    assert "\x1b]0;pwned\x07" in raw  # the job's own log in storage is kept as it was written
+
+
+def test_a_201_naming_another_batch_fails_the_submission_without_adopting_it(cluster, fake_livy, tmp_path):
+    cluster.use(fake_livy)
+    other = write(tmp_path / "other.py", "import time\ntime.sleep(30)\n")
+    fake_livy.registry.create({"file": str(other), "name": "someone-else"})  # batch 0
+    fake_livy.answer_posts_with(0, 2, create=False)  # answered with batch 0 twice; ours never made
+    done = cluster.cli("run", "-c", "hdi", "--json", "sleeper.py", "0", "0")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = _errors(done)
+    assert len(errors) == 1, done.stderr
+    assert "Livy answered the submission with batch 0 named 'someone-else', not 'sparkjobs-" in errors[0]
+    runs = list((cluster.home / "runs").iterdir())
+    assert len(runs) == 1
+    record = json.loads((runs[0] / "run.json").read_text())
+    assert record["status"] == "failed" and "someone-else" in record["error"]
+    assert "livy_batch_name" not in record["details"] and "livy_batch_id" not in record["details"]
+    assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).state == "running"  # not touched
+    assert not (cluster.store / "runs" / record["id"] / "_credentials.json").exists()
+
+
+def test_a_201_naming_another_batch_is_settled_by_our_batchs_name(cluster, fake_livy, tmp_path):
+    cluster.use(fake_livy)
+    other = write(tmp_path / "other.py", "import time\ntime.sleep(30)\n")
+    fake_livy.registry.create({"file": str(other), "name": "someone-else"})  # batch 0
+    fake_livy.answer_posts_with(0, 1, create=True)  # ours is batch 1, but the answer names batch 0
+    done, record = cluster.run("-c", "hdi", "sleeper.py", "0", "0")
+    assert done.returncode == 0, done.stderr
+    assert record["status"] == "completed"
+    assert record["details"]["livy_batch_id"] == "1"
+    assert record["details"]["livy_batch_name"] == f"sparkjobs-{record['id']}"
+    assert fake_livy.count("POST") == 1 and fake_livy.count("DELETE") == 0
+
+
 # --- storage credentials with Azurite ------------------------------------------------------------
 
 

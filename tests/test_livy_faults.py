@@ -21,8 +21,11 @@ from livy import (
     BatchMismatch,
     BatchNotFound,
     BatchRequest,
+    BatchStartTimeout,
     BatchState,
     BatchTimeout,
+    LivyClient,
+    LivyTransportError,
     RetryPolicy,
     SubmissionUnknown,
 )
@@ -192,3 +195,77 @@ def test_polling_unknown_state_keeps_waiting(polled):
     record.state = "waiting_for_quota"  # a state a future Livy might send
     final = run.handle.wait(timeout=3600, interval=5.0)
     assert seen[0] == "waiting_for_quota" and final.state is BatchState.SUCCESS
+
+
+# -- deadlines and answers that cannot be trusted (issue 7) -------------------------------------
+
+
+def test_an_answer_that_trickles_in_ends_at_the_call_deadline(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server, deadline=1.0)
+    batch = client.create_batch(BatchRequest(file=str(sleeper), args=["30"], name="trickled"))
+    livy_server.trickle_next(1, every=0.25)  # each read gets a byte well within the read timeout
+    with pytest.raises(LivyTransportError, match=r"/batches/0/state did not complete within its deadline of 1 s"):
+        client.get_batch_state(batch.id)
+    assert livy_server.faults_left() == 0
+    assert client.get_batch_state(batch.id).id == batch.id  # the next call is answered as usual
+
+
+def test_a_trickled_answer_to_a_post_is_settled_by_name(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server, deadline=1.0)
+    livy_server.trickle_next(1, every=0.25, methods=("POST",))
+    batch = client.create_batch(BatchRequest(file=str(sleeper), name="slow-answer"))
+    assert batch.name == "slow-answer" and livy_server.batch_count() == 1
+    assert livy_server.count("POST", "/batches") == 1 and livy_server.count("GET", "/batches/slow-answer") == 1
+
+
+def test_every_call_has_a_deadline_by_default_and_it_must_be_positive():
+    assert LivyClient("http://127.0.0.1:1").transport.deadline == 120.0
+    with pytest.raises(ValueError, match="deadline"):
+        LivyClient("http://127.0.0.1:1", deadline=0)
+
+
+def test_a_batch_stuck_starting_times_out_and_is_left_alone(livy_server_factory, livy_client_factory, sleeper):
+    server = livy_server_factory(runner="python")
+    server.hold_in_starting(1)
+    client = livy_client_factory(server)
+    clock = CompressedClock()
+    handle = client.submit(BatchRequest(file=str(sleeper), name="queued"), sleep=clock.sleep, clock=clock.clock)
+    with pytest.raises(BatchStartTimeout, match="still 'starting' after 60 s") as stuck:
+        handle.wait(timeout=3600, interval=5.0, start_timeout=60)
+    assert isinstance(stuck.value, BatchTimeout) and stuck.value.state == "starting"
+    assert clock.now - 1000.0 == 60.0 and server.batch(handle.id).state == "starting"
+    with pytest.raises(BatchStartTimeout):  # tail checks the state again before giving up
+        list(handle.tail(3600, interval=5.0, start_timeout=30))
+    assert server.count("DELETE") == 0
+
+
+def test_a_running_batch_is_not_held_to_the_start_deadline(polled):
+    def finish_late(run: Polled) -> None:
+        if len(run.clock.sleeps) == 30:
+            run.go.touch()
+
+    run = polled("started", finish_late)
+    record = run.server.batch(run.handle.id)
+    assert wait_until(lambda: record.proc is not None)
+    final = run.handle.wait(timeout=3600, interval=5.0, start_timeout=10)
+    assert final.state is BatchState.SUCCESS and len(run.clock.sleeps) >= 30
+
+
+def test_a_201_naming_another_batch_is_not_taken_for_ours(livy_server, livy_client_factory, sleeper):
+    client = livy_client_factory(livy_server)
+    other = client.create_batch(BatchRequest(file=str(sleeper), name="someone-else"))
+    livy_server.answer_posts_with(other.id, 1, create=True)  # ours is created; the answer names another
+    ours = client.create_batch(BatchRequest(file=str(sleeper), name="ours"))
+    assert ours.name == "ours" and ours.id != other.id
+    assert livy_server.count("POST", "/batches") == 2 and livy_server.count("GET", "/batches/ours") == 1
+
+    livy_server.answer_posts_with(other.id, 1, create=False)  # nothing created: sent once more
+    again = client.create_batch(BatchRequest(file=str(sleeper), name="ours-too"))
+    assert again.name == "ours-too" and livy_server.batch_count() == 3
+
+    livy_server.answer_posts_with(other.id, 2, create=False)
+    with pytest.raises(BatchMismatch) as foreign:
+        client.create_batch(BatchRequest(file=str(sleeper), name="never"))
+    message = str(foreign.value)
+    assert f"batch {other.id} named 'someone-else', not 'never'" in message
+    assert "no batch named 'never'" in message and livy_server.batch_count() == 3

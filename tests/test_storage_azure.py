@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-from plugins.azurite import AzuriteMissing, azurite_main
+from plugins.azurite import AzuriteMissing, azurite_main, frozen
 
 from sparkjobs.credentials import CredentialKind, StorageCredentials
 from sparkjobs.errors import ArtifactTransferError, ConfigError, StorageError
@@ -92,6 +92,45 @@ def test_unreachable_endpoint_is_one_clear_storage_error(azurite, azurite_contai
         assert f"http://127.0.0.1:{port}/{azurite.account}" in message
         assert "connection refused" in message
         assert azurite.key not in message
+
+
+def test_a_frozen_endpoint_is_one_storage_error_saying_what_was_tried(own_azurite, azurite_container: str) -> None:
+    """Default options: a frozen Azurite (it accepts connections, never answers) took 3 minutes
+    to surface at the first call. Now two attempts of one 15 s read timeout, then one error."""
+    store = open_store(location(own_azurite, azurite_container), connection(own_azurite))
+    with frozen(own_azurite), pytest.raises(StorageError) as caught:
+        store.put_bytes("k", b"v")
+    message = str(caught.value)
+    assert message.startswith(
+        f"Cannot reach container {azurite_container!r} of storage account {own_azurite.account!r} "
+        f"at {own_azurite.blob_endpoint} (no answer within 15 s; 2 attempts in "
+    ), message
+    assert "each allowed 4 s to connect and 15 s per read" in message and own_azurite.key not in message
+    store.put_bytes("k", b"v")  # thawed, the same store works again
+    assert store.get_bytes("k") == b"v"
+
+
+def test_an_endpoint_frozen_during_an_upload_fails_it_once(own_azurite, azurite_container: str, tmp_path: Path) -> None:
+    """Frozen mid-run, an upload took 6 minutes: every file waited out its own timeouts."""
+    options = AzureOptions(read_timeout=1.0, operation_timeout=1.5, max_workers=4)
+    where = StorageLocation.parse(location(own_azurite, azurite_container))
+    store = AzureBlobStore(where, connection(own_azurite), options=options)
+    store.put_bytes("before", b"stored")  # the container exists: the upload goes straight to its files
+    (tmp_path / "out").mkdir()
+    for i in range(40):
+        (tmp_path / "out" / f"{i:02d}.txt").write_text(str(i))
+    tried: list[str] = []  # a spy on the real per-file step: which files were attempted at all
+    upload_one = store._upload_one
+    store._upload_one = lambda key, path, progress: (tried.append(key), upload_one(key, path, progress))[1]  # type: ignore[method-assign]
+    with frozen(own_azurite), pytest.raises(ArtifactTransferError) as caught:
+        store.upload_tree(tmp_path / "out", "runs/1/outputs")
+    message = str(caught.value)
+    assert message.startswith(f"Cannot reach container {azurite_container!r}"), message
+    assert own_azurite.blob_endpoint in message and "no answer within 1 s" in message and "attempts in" in message
+    assert "40 of 40 files were not transferred: runs/1/outputs/00.txt" in message and "and 30 more." in message
+    assert len(caught.value.failed) == 40 and caught.value.succeeded == []
+    assert len(tried) <= options.max_workers  # the rest failed at once, without waiting
+    assert own_azurite.key not in message
 
 
 def test_wrong_key_is_refused_without_showing_it(azurite, azurite_container: str) -> None:

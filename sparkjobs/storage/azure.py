@@ -5,8 +5,12 @@ Every key lives under the location's prefix in one container. Why it is built th
 * Azure exceptions are translated in one place (:meth:`AzureBlobStore._seam`) into
   ``FileNotFoundError`` or one ``StorageError`` sentence naming account, container and
   endpoint. The SDK's own messages are never shown: they can carry SAS-signed URLs.
-* Retries are few and short, and connecting has a short timeout: the SDK's defaults take
-  about 85 s to give up on a dead endpoint, which is a hung CLI to a user.
+* A dead or frozen endpoint surfaces as one ``StorageError`` within about half a minute,
+  saying what was tried. Connecting has a short timeout; a read that gets no byte for
+  ``read_timeout`` ends the attempt; retries are few, and none starts once an operation is
+  ``operation_timeout`` old. (The SDK's defaults took 3 minutes to give up on a frozen
+  Azurite, 6 during an upload.) Once one file of a tree transfer finds the endpoint
+  unreachable, the files not yet started fail at once instead of each waiting it out.
 * The requests connection pool is sized to the number of parallel transfers; requests'
   default of 10 connections would serialise a wider thread pool.
 * An upload reads each file once. A small file is read whole, hashed (MD5 and SHA-256) and
@@ -27,6 +31,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -50,7 +55,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, L
 from urllib3.util.retry import Retry
 
 from ..credentials import IDENTITY_HINT, CredentialKind, StorageCredentials
-from ..errors import ConfigError, StorageError
+from ..errors import ArtifactTransferError, ConfigError, StorageError
 from .base import ProgressCallback, Store, StoredObject, TransferResult, check_prefix
 from .uris import StorageLocation
 
@@ -70,9 +75,10 @@ class AzureOptions:
     max_concurrency: int = 4  # blocks of one large file transferred at once
     block_size: int = 8 * _MiB  # files up to this size go in one request
     connect_timeout: float = 4.0
-    read_timeout: float = 60.0
+    read_timeout: float = 15.0  # no byte for this long: the attempt ends (Azure answers in ms)
     retries: int = 2
     retry_backoff: float = 0.5
+    operation_timeout: float = 20.0  # no retry starts once an operation is this old
     verify_blocks: bool = False  # also have the service check each block's MD5 (costs CPU on both ends)
 
 
@@ -121,9 +127,9 @@ class AzureBlobStore(Store):
             f"at {self.endpoint}"
         )
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-            return StorageError(
-                f"Cannot reach {where} ({_network_reason(exc)}); check the store URL, the network, "
-                "and for Azurite that the emulator is running."
+            return _Unreachable(
+                f"Cannot reach {where} ({self._what_was_tried(exc)}); check the store URL, the "
+                "network, and for Azurite that the emulator is running."
             )
         status = getattr(exc, "status_code", None)
         code = _error_code(exc)
@@ -139,6 +145,23 @@ class AzureBlobStore(Store):
         if isinstance(exc, HttpResponseError):
             return StorageError(f"Could not {what} in {where}: HTTP {status} {code or ''}".rstrip() + ".")
         return StorageError(f"Could not {what} in {where} ({type(exc).__name__}).")
+
+    def _what_was_tried(self, exc: AzureError) -> str:
+        options = self.options
+        reason = _network_reason(exc)
+        if reason == "timed out":
+            connecting = isinstance(exc, ServiceRequestError)
+            reason = (
+                f"could not connect within {options.connect_timeout:g} s"
+                if connecting
+                else f"no answer within {options.read_timeout:g} s"
+            )
+        limits = f"{options.connect_timeout:g} s to connect and {options.read_timeout:g} s per read"
+        tried: _Tried | None = getattr(exc, _TRIED, None)
+        if tried is None:
+            return f"{reason}; allowed {limits}"
+        attempts = f"{tried.attempts} attempt{'s' if tried.attempts != 1 else ''} in {tried.seconds:.0f} s"
+        return f"{reason}; {attempts}, each allowed {limits}"
 
     def _blob(self, key: str) -> BlobClient:
         return self._container.get_blob_client(self._where.key(key))
@@ -223,6 +246,38 @@ class AzureBlobStore(Store):
     def _download_one(self, key: str, path: Path, progress: ProgressCallback | None) -> TransferResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         return self._download_to(key, path, progress)
+
+    def _transfer(
+        self,
+        jobs: dict[str, Path],
+        one: Callable[[str, Path, ProgressCallback | None], TransferResult],
+        progress: ProgressCallback | None,
+    ) -> list[TransferResult]:
+        """The base class's parallel transfer, stopped early when the endpoint is unreachable:
+        the files in flight wait out their timeouts once, the rest fail at once."""
+        down: list[_Unreachable] = []
+
+        def guarded(key: str, path: Path, progress: ProgressCallback | None) -> TransferResult:
+            if down:
+                raise down[0]
+            try:
+                return one(key, path, progress)
+            except _Unreachable as exc:
+                down.append(exc)
+                raise
+
+        try:
+            return super()._transfer(jobs, guarded, progress)
+        except ArtifactTransferError as exc:
+            if not down:
+                raise
+            names = sorted(exc.failed)
+            listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            raise ArtifactTransferError(
+                f"{str(down[0]).rstrip('.')}. {len(names)} of {len(jobs)} files were not transferred: {listed}.",
+                exc.failed,
+                exc.succeeded,
+            ) from exc
 
     # ---- uploads ---------------------------------------------------------------------------------
     def _upload_path(
@@ -330,6 +385,42 @@ class AzureBlobStore(Store):
             partial.unlink(missing_ok=True)
 
 
+class _Unreachable(StorageError):
+    """The endpoint did not answer (refused, reset or timed out) after the allowed attempts."""
+
+
+@dataclass(frozen=True)
+class _Tried:
+    attempts: int
+    seconds: float
+
+
+_TRIED = "sparkjobs_tried"  # the attribute on a final network error that says what was tried
+
+
+class _BoundedRetry(LinearRetry):
+    """The SDK's linear retry, which starts no retry once the operation is ``deadline`` old and
+    notes on the final network error how many attempts were made and for how long."""
+
+    def __init__(self, *, deadline: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deadline = deadline
+
+    def configure_retries(self, request: Any) -> dict[str, Any]:
+        settings = super().configure_retries(request)
+        settings["started"] = time.monotonic()
+        return settings
+
+    def increment(self, settings: dict[str, Any], request: Any, response: Any = None, error: AzureError | None = None) -> bool:
+        again = super().increment(settings, request, response, error)
+        elapsed = time.monotonic() - settings["started"]
+        if again and elapsed < self.deadline:
+            return True
+        if error is not None:
+            setattr(error, _TRIED, _Tried(max(1, len(settings["history"])), elapsed))
+        return False
+
+
 class _HashingReader:
     """A forward-only reader that hashes what it hands out.
 
@@ -408,7 +499,8 @@ def _service_client(location: StorageLocation, creds: StorageCredentials, option
             session=session, session_owner=True, connection_timeout=options.connect_timeout, read_timeout=options.read_timeout
         ),
         # The SDK annotates these as int but computes with them as numbers: fractions work.
-        "retry_policy": LinearRetry(
+        "retry_policy": _BoundedRetry(
+            deadline=options.operation_timeout,
             backoff=options.retry_backoff,  # type: ignore[arg-type]
             random_jitter_range=options.retry_backoff / 2,  # type: ignore[arg-type]
             retry_total=options.retries,

@@ -225,8 +225,13 @@ class LivyTarget(Target):
             marker.write_text(json.dumps({"digest": snapshot.digest}))
 
     def _execution(self, client: LivyClient, batch: Batch, files: RunFiles, settings: RunSettings, name: str, forgotten: str | None = None) -> LivyExecution:
-        livy_url = settings.compute.livy or ""
-        return LivyExecution(client, batch, files, livy_url=livy_url, name=name, interval=self._interval, forgotten=forgotten)
+        compute = settings.compute
+        return LivyExecution(
+            client, batch, files, livy_url=compute.livy or "", name=name, interval=self._interval,
+            start_timeout=compute.start_timeout_minutes * 60,
+            start_setting=f"startTimeoutMinutes in aml_config/{compute.name}.compute",
+            forgotten=forgotten,
+        )
 
     # ---- attach ------------------------------------------------------------------------
     def reattach(self, record: RunRecord, settings: RunSettings) -> Execution:

@@ -9,7 +9,12 @@ wrote to ``runs/<id>/driver.log`` in storage, after a ``--- driver log ---`` hea
 How a run ends is read from Livy (success, dead, killed) and, for the exit code, from the
 ``runs/<id>/exit.json`` the bootstrap writes last: Livy says only success or dead, and it
 forgets a finished batch after its retention period (or all of them when it restarts), in
-which case that file is the only word left on how the run ended.
+which case that file is the only word left on how the run ended. A batch Livy calls a
+success without that file is a failure: the script's own end was never recorded.
+
+A batch that stays ``starting`` (YARN has no room for it) is reported every so often and
+deleted at the compute's start deadline. Every line from Livy or storage passes through
+``terminal_safe`` first: what a job prints must not drive the user's terminal.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from livy import (
     Batch,
     BatchHandle,
     BatchNotFound,
+    BatchStartTimeout,
     BatchState,
     LivyClient,
     LivyError,
@@ -35,12 +41,15 @@ from livy import (
 from ..errors import TargetError
 from ..runs import RunRepository, RunStatus
 from ..storage.base import Store
+from ..textsafe import terminal_safe
 from .base import Execution, LineSink, Outcome
 
 __all__ = ["WATCH_DEADLINE_SECONDS", "LivyExecution", "RunFiles", "batch_details", "find_batch", "livy_errors"]
 
 #: How long one ``sparkjobs run`` watches a batch before it gives up watching (the batch runs on).
 WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
+#: How often a batch still starting is reported, at most (more often for a short start deadline).
+PROGRESS_SECONDS = 60.0
 DRIVER_LOG_HEADER = "--- driver log ---"
 
 
@@ -50,14 +59,14 @@ def livy_errors(action: str) -> Iterator[None]:
     try:
         yield
     except LivyError as exc:
-        raise TargetError(f"Could not {action}: {str(exc).rstrip('.')}.") from exc
+        raise TargetError(terminal_safe(f"Could not {action}: {str(exc).rstrip('.')}.")) from exc
 
 
 def batch_details(livy_url: str, batch: Batch, name: str) -> dict[str, str]:
     """What a run record keeps about its batch; HDInsight links once the application is known."""
     details = {"livy_url": livy_url, "livy_batch_id": str(batch.id), "livy_batch_name": batch.name or name}
     if batch.app_id:
-        details["app_id"] = batch.app_id
+        details["app_id"] = terminal_safe(batch.app_id)
         host = urlsplit(livy_url).hostname or ""
         if host.endswith(".azurehdinsight.net"):
             details["yarn_ui"] = f"https://{host}/yarnui/hn/cluster/app/{batch.app_id}"
@@ -143,7 +152,8 @@ class _Watched:
 
 class LivyExecution(Execution):
     """One Livy batch. ``forgotten`` starts it as a batch Livy no longer knows (reattach after
-    retention): then only storage is read."""
+    retention): then only storage is read. ``start_timeout`` is how many seconds the batch may
+    stay pending once watched; ``start_setting`` names where that limit is set, for messages."""
 
     detachable = True
 
@@ -156,6 +166,8 @@ class LivyExecution(Execution):
         livy_url: str,
         name: str,
         interval: float,
+        start_timeout: float = WATCH_DEADLINE_SECONDS,
+        start_setting: str = "startTimeoutMinutes",
         forgotten: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -165,10 +177,18 @@ class LivyExecution(Execution):
         self._livy_url = livy_url
         self._name = name
         self._interval = interval
+        self._start_timeout = start_timeout
+        self._start_setting = start_setting
         self._forgotten = forgotten  # why Livy no longer answers for the batch
+        self._never_started: str | None = None  # why sparkjobs deleted a batch stuck starting
+        self._pending_state = ""  # the state it was stuck in
         self._killed = threading.Event()
         self._sink: LineSink | None = None
         self._last_state: BatchState | None = None
+        self._clock = clock
+        self._watched_since = clock()
+        self._progress_every = min(PROGRESS_SECONDS, max(interval, start_timeout / 4))
+        self._next_progress = self._progress_every
         self._handle = BatchHandle(_Watched(client, self._seen), batch, sleep=sleep, clock=clock)  # type: ignore[arg-type]
         self.details: Mapping[str, str] = batch_details(livy_url, batch, name)
 
@@ -182,30 +202,46 @@ class LivyExecution(Execution):
                 f"Livy batch {batch.id} now belongs to another batch ({batch.name}): Livy restarted and forgot this run's batch"
             )
         self.details = batch_details(self._livy_url, batch, self._name)
-        if batch.state is not self._last_state and self._sink is not None:
+        if self._sink is None:
+            return
+        if batch.state is not self._last_state:
             first, self._last_state = self._last_state is None, batch.state
             name = f" ({batch.name or self._name})" if first else ""
             app = f", application {batch.app_id}" if batch.app_id else ""
             self._sink(f"sparkjobs: Livy batch {batch.id}{name} is {batch.state_raw}{app}.")
+        waited = self._clock() - self._watched_since
+        if batch.state in BatchState.PENDING and waited >= self._next_progress:
+            self._next_progress = (waited // self._progress_every + 1) * self._progress_every
+            self._sink(
+                f"sparkjobs: Livy batch {batch.id} still {batch.state_raw} after {_duration(waited)} "
+                f"(sparkjobs deletes it after {_duration(self._start_timeout)}: {self._start_setting})."
+            )
 
     # ---- Execution -------------------------------------------------------------------------
     def stream(self, sink: LineSink) -> None:
-        self._sink = sink
+        safe: LineSink = lambda line: sink(terminal_safe(line))  # noqa: E731
+        self._sink = safe
         try:
             if not self._forgotten and not self._killed.is_set():
-                if self._last_state is None:
-                    self._seen(self._handle.batch)
-                self._follow(sink)
+                self._follow(safe)
         finally:
             self._sink = None
-        self._emit_driver_log(sink)
+        if not self._never_started:  # a batch that never ran has no driver log to show
+            self._emit_driver_log(safe)
 
     def _follow(self, sink: LineSink) -> None:
         batch_id = self._handle.id
         with livy_errors(f"watch Livy batch {batch_id}"):
             try:
-                for line in self._handle.tail(WATCH_DEADLINE_SECONDS, interval=self._interval):
+                if self._last_state is None:
+                    self._seen(self._handle.batch)
+                tail = self._handle.tail(WATCH_DEADLINE_SECONDS, interval=self._interval, start_timeout=self._start_timeout)
+                for line in tail:
                     sink(_shown(line))
+            except BatchStartTimeout as exc:
+                self._give_up_starting(exc)
+                sink(f"sparkjobs: {self._never_started}")
+                return
             except BatchNotFound as exc:
                 if self._killed.is_set():
                     return
@@ -218,6 +254,17 @@ class LivyExecution(Execution):
         if self._forgotten:
             sink(f"sparkjobs: {self._forgotten}; reading how it ended from storage.")
 
+    def _give_up_starting(self, exc: BatchStartTimeout) -> None:
+        """Delete a batch that never left the queue: nobody is watching it once sparkjobs is gone."""
+        self._pending_state = terminal_safe(exc.state)
+        self._never_started = (
+            f"Livy batch {exc.batch_id} was still '{self._pending_state}' after {_duration(self._start_timeout)} "
+            f"({self._start_setting}), so sparkjobs deleted it. The cluster probably had no room for it: "
+            "check the YARN queue and the resources asked for, or allow more time."
+        )
+        with livy_errors(f"delete Livy batch {exc.batch_id}, which never started (it may still be queued)"):
+            self._handle.kill()
+
     def _emit_driver_log(self, sink: LineSink) -> None:
         try:
             text = self._files.store.get_bytes(self._files.driver_log).decode("utf-8", errors="replace")
@@ -225,12 +272,13 @@ class LivyExecution(Execution):
             sink(f"sparkjobs: no driver log at {self._files.shown(self._files.driver_log)} yet.")
             return
         sink(DRIVER_LOG_HEADER)
-        for line in text.splitlines():
+        # Lines end at newlines only: a bare carriage return must not start a line of its own.
+        for line in text.removesuffix("\n").split("\n") if text else ():
             sink(line)
 
     def wait(self) -> Outcome:
         try:
-            if not (self._forgotten or self._killed.is_set() or self._handle.state.is_terminal):
+            if not (self._forgotten or self._never_started or self._killed.is_set() or self._handle.state.is_terminal):
                 self._wait_quietly()
             return replace(self._outcome(), output_digests=self._files.output_digests())
         finally:
@@ -240,7 +288,9 @@ class LivyExecution(Execution):
     def _wait_quietly(self) -> None:
         with livy_errors(f"wait for Livy batch {self._handle.id}"):
             try:
-                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._interval)
+                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._interval, start_timeout=self._start_timeout)
+            except BatchStartTimeout as exc:
+                self._give_up_starting(exc)
             except BatchNotFound as exc:
                 self._forgotten = f"Livy forgot batch {self._handle.id} ({exc.message})"
             except _Replaced as exc:
@@ -252,22 +302,32 @@ class LivyExecution(Execution):
         store = self._files.store
         if self._killed.is_set():
             return Outcome(RunStatus.KILLED, None, f"Stopped by the user: Livy batch {batch.id} was deleted.", details=details, outputs_store=store)
+        if self._never_started:
+            details["livy_state"] = self._pending_state
+            return Outcome(RunStatus.FAILED, None, self._never_started, details=details, outputs_store=store)
         code = self._files.exit_code()
         if self._forgotten:
+            forgotten = terminal_safe(self._forgotten)
             if code is None:
-                error = f"{self._forgotten}; the job left no exit code at {self._files.shown(self._files.exit)}, so how it ended is unknown."
+                error = f"{forgotten}; the job left no exit code at {self._files.shown(self._files.exit)}, so how it ended is unknown."
                 return Outcome(RunStatus.FAILED, None, error, details=details, outputs_store=store)
             status = RunStatus.COMPLETED if code == 0 else RunStatus.FAILED
-            error = None if code == 0 else f"The job exited with code {code} (read from storage: {self._forgotten})."
+            error = None if code == 0 else f"The job exited with code {code} (read from storage: {forgotten})."
             return Outcome(status, code, error, details=details, outputs_store=store)
-        details["livy_state"] = batch.state_raw
+        details["livy_state"] = terminal_safe(batch.state_raw)
+        if batch.state is BatchState.SUCCESS and code is None:
+            error = (
+                f"Livy reported success but the job never wrote its exit record at {self._files.shown(self._files.exit)}; "
+                "the bootstrap may not have run, so how the script ended is unknown (see the Livy log above)."
+            )
+            return Outcome(RunStatus.FAILED, None, error, details=details, outputs_store=store)
         if batch.state is BatchState.SUCCESS:
-            return Outcome(RunStatus.COMPLETED, 0 if code is None else code, None, details=details, outputs_store=store)
+            return Outcome(RunStatus.COMPLETED, code, None, details=details, outputs_store=store)
         diagnostics = _diagnostics(batch)
         if batch.state is BatchState.KILLED:
             return Outcome(RunStatus.KILLED, None, f"Livy batch {batch.id} was killed{diagnostics}.", details=details, outputs_store=store)
         ended = f"exited with code {code}" if code is not None else "failed before recording an exit code"
-        error = f"The job {ended}; Livy batch {batch.id} ended '{batch.state_raw}'{diagnostics}."
+        error = f"The job {ended}; Livy batch {batch.id} ended '{terminal_safe(batch.state_raw)}'{diagnostics}."
         return Outcome(RunStatus.FAILED, code, error, details=details, outputs_store=store)
 
     def kill(self) -> None:
@@ -286,7 +346,13 @@ def _diagnostics(batch: Batch) -> str:
         return ""
     after = batch.log[batch.log.index("\nYARN Diagnostics: ") + 1 :]
     first = next((line.strip() for line in after if line.strip()), "")
-    return f" (YARN: {first[:200]})" if first else ""
+    return f" (YARN: {terminal_safe(first)[:200]})" if first else ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
 def find_batch(client: LivyClient, batch_id: int, name: str, app_id: str | None) -> tuple[Batch | None, str]:

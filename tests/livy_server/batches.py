@@ -187,6 +187,8 @@ class Registry:
         self.records: dict[int, Record] = {}
         self.next_id = 0
         self.threads: list[threading.Thread] = []
+        self._held = 0  # batches still to keep in "starting"
+        self._substitutes: list[list[str]] = []  # commands to run instead of a batch's file
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -215,6 +217,14 @@ class Registry:
 
     # -- changes ---------------------------------------------------------------------------
 
+    def hold(self, count: int) -> None:
+        with self.lock:
+            self._held += count
+
+    def substitute(self, argv: list[str]) -> None:
+        with self.lock:
+            self._substitutes.append(argv)
+
     def create(self, raw: object) -> Record:
         body = check_body(raw)
         if not body.get("file"):
@@ -234,9 +244,11 @@ class Registry:
                 raise Rejected(f"Duplicate session name: Some({name}) for session {rid}")
             record = Record(rid, name, dict(body), self.log_lines)
             self.records[rid] = record
-            thread = threading.Thread(
-                target=self._run, args=(record, self._argv(body, resolved)), daemon=True
-            )
+            if self._held:  # stays "starting" until deleted: nothing runs
+                self._held -= 1
+                return record
+            argv = self._substitutes.pop(0) if self._substitutes else self._argv(body, resolved)
+            thread = threading.Thread(target=self._run, args=(record, argv), daemon=True)
             self.threads.append(thread)
         thread.start()
         return record

@@ -5,7 +5,9 @@ shared/reference/livy-facts.md; the batch side lives in ``batches.py``.  Bound t
 127.0.0.1 on a free port.  Faults a test can inject: the next N requests answered with a
 gateway HTML error page (a 502/503 "storm"), the connection dropped right after a POST
 was processed, a batch killed server side, retention expired at once, a restart that
-forgets every batch and counts ids from 0 again.
+forgets every batch and counts ids from 0 again, an answer whose body trickles in, a POST
+answered with another batch, batches held in ``starting``, and a batch that runs another
+command than its file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import json
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,8 +45,9 @@ def html_page(status: int) -> str:
 
 
 class _Fault:
-    def __init__(self, status: int, count: int, methods: Sequence[str]) -> None:
+    def __init__(self, status: int, count: int, methods: Sequence[str], every: float = 0.0) -> None:
         self.status, self.count, self.methods = status, count, {m.upper() for m in methods}
+        self.every = every  # a trickle: seconds between the bytes of the body
 
 
 class LivyTestServer:
@@ -82,6 +86,8 @@ class LivyTestServer:
         self.requests: Counter[str] = Counter()
         self._faults: list[_Fault] = []
         self._drop_posts = 0
+        self._trickles: list[_Fault] = []
+        self._post_answers: list[tuple[int, bool]] = []  # (batch id to answer with, create ours)
         self._lock = threading.Lock()
         self._stopped = False
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -130,6 +136,27 @@ class LivyTestServer:
         with self._lock:
             self._drop_posts += 1
 
+    def trickle_next(self, count: int = 1, every: float = 2.0, methods: Sequence[str] = ("GET",)) -> None:
+        """Answer the next ``count`` requests of ``methods`` with the headers at once and then
+        the body one byte every ``every`` seconds (a proxy or server that has stalled)."""
+        with self._lock:
+            self._trickles.append(_Fault(200, count, methods, every))
+
+    def answer_posts_with(self, batch_id: int, count: int = 1, *, create: bool = True) -> None:
+        """Answer the next ``count`` POSTs with 201 and batch ``batch_id`` (another batch)
+        instead of the batch they asked for, which is created only if ``create``."""
+        with self._lock:
+            self._post_answers.extend([(batch_id, create)] * count)
+
+    def hold_in_starting(self, count: int = 1) -> None:
+        """The next ``count`` batches stay ``starting`` and never run (the cluster has no
+        room for them) until they are deleted."""
+        self.registry.hold(count)
+
+    def run_instead(self, argv: Sequence[str]) -> None:
+        """The next batch runs ``argv`` instead of its file (e.g. a wrapper that skips it)."""
+        self.registry.substitute(list(argv))
+
     def kill_batch(self, batch_id: int) -> None:
         """Kill a batch server side, as ``yarn application -kill`` would: state ``killed``."""
         record = self.registry.find(str(batch_id))
@@ -159,7 +186,8 @@ class LivyTestServer:
     def faults_left(self) -> int:
         """Injected error answers not yet served."""
         with self._lock:
-            return sum(f.count for f in self._faults) + self._drop_posts
+            faults = sum(f.count for f in [*self._faults, *self._trickles])
+            return faults + self._drop_posts + len(self._post_answers)
 
     def count(self, method: str, suffix: str = "") -> int:
         """Requests received with this method whose path (after the base path) ends with suffix."""
@@ -178,6 +206,18 @@ class LivyTestServer:
                     fault.count -= 1
                     return fault.status
         return None
+
+    def _take_trickle(self, method: str) -> float | None:
+        with self._lock:
+            for fault in self._trickles:
+                if method in fault.methods and fault.count > 0:
+                    fault.count -= 1
+                    return fault.every
+        return None
+
+    def _take_post_answer(self) -> tuple[int, bool] | None:
+        with self._lock:
+            return self._post_answers.pop(0) if self._post_answers else None
 
     def _take_drop(self) -> bool:
         with self._lock:
@@ -218,8 +258,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for key, value in (extra or {}).items():
             self.send_header(key, value)
+        every = getattr(self, "trickle", None)
+        if every is not None:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if every is None:
+            self.wfile.write(data)
+            return
+        self.wfile.flush()
+        livy: LivyTestServer = self.server.livy  # type: ignore[attr-defined]
+        for index in range(len(data)):  # bounded by the body; ends early once the client left
+            if livy._stopped:
+                break
+            try:
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+            except OSError:
+                break
+            time.sleep(every)
+        self.close_connection = True
 
     def _json(self, status: int, value: object, extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(value), "application/json;charset=utf-8", extra)
@@ -238,6 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         fault = livy._take_fault(method)
+        self.trickle = livy._take_trickle(method)
         if fault is not None:
             return self._html(fault)
         if livy.auth and not self._authorized(livy.auth):
@@ -311,6 +369,16 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _create(self, livy: LivyTestServer, raw: bytes) -> None:
+        answer = livy._take_post_answer()
+        if answer is not None:
+            other = livy.registry.find(str(answer[0]))
+            if other is None:
+                raise KeyError(f"answer_posts_with: no batch {answer[0]}")
+            if answer[1]:
+                livy.registry.create(json.loads(raw or b"null"))
+            with livy.registry.lock:
+                view = other.to_json()
+            return self._json(201, view, {"Location": f"/{other.id}"})
         try:
             body = json.loads(raw or b"null")
             record = livy.registry.create(body)

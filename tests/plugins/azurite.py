@@ -2,7 +2,9 @@
 
 ``start_azurite()`` and ``stop_azurite()`` are plain functions (bench/upload.py uses them too);
 the ``azurite`` fixture runs one server for the whole session and ``azurite_container`` gives
-each test a fresh container name. Azurite is started with ``node`` directly, not ``npx``,
+each test a fresh container name. ``own_azurite`` is a server for one test alone, which it may
+freeze with ``frozen(server)`` (SIGSTOP by pid: the kernel still accepts connections, nothing
+answers) or stop. Azurite is started with ``node`` directly, not ``npx``,
 which would leave the server behind as an orphaned child when stopped.
 
 Azurite 3.35 (the newest that runs on Node 20) speaks an older API version than the
@@ -10,13 +12,16 @@ current SDK, hence ``--skipApiVersionCheck``.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,8 @@ __all__ = [
     "stop_azurite",
     "azurite",
     "azurite_container",
+    "frozen",
+    "own_azurite",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,6 +140,7 @@ def stop_azurite(server: Azurite, timeout: float = 3.0) -> None:
     """
     process = server.process
     if process.poll() is None:
+        os.kill(process.pid, signal.SIGCONT)  # a frozen server would not act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout)
@@ -159,3 +167,26 @@ def azurite() -> Iterator[Azurite]:
 def azurite_container() -> str:
     """A container name no other test uses (valid: lowercase letters, digits, hyphens)."""
     return f"test-{uuid.uuid4().hex[:16]}"
+
+
+@contextmanager
+def frozen(server: Azurite) -> Iterator[Azurite]:
+    """The server frozen by SIGSTOP for the block, then continued whatever happened."""
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield server
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def own_azurite() -> Iterator[Azurite]:
+    """An Azurite for this test alone, so that freezing or stopping it disturbs no other test."""
+    try:
+        server = start_azurite()
+    except AzuriteMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        stop_azurite(server)
