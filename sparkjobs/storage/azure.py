@@ -252,6 +252,7 @@ class AzureBlobStore(Store):
         jobs: dict[str, Path],
         one: Callable[[str, Path, ProgressCallback | None], TransferResult],
         progress: ProgressCallback | None,
+        refused: dict[str, str] | None = None,
     ) -> list[TransferResult]:
         """The base class's parallel transfer, stopped early when the endpoint is unreachable:
         the files in flight wait out their timeouts once, the rest fail at once."""
@@ -267,14 +268,15 @@ class AzureBlobStore(Store):
                 raise
 
         try:
-            return super()._transfer(jobs, guarded, progress)
+            return super()._transfer(jobs, guarded, progress, refused)
         except ArtifactTransferError as exc:
             if not down:
                 raise
             names = sorted(exc.failed)
             listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
             raise ArtifactTransferError(
-                f"{str(down[0]).rstrip('.')}. {len(names)} of {len(jobs)} files were not transferred: {listed}.",
+                f"{str(down[0]).rstrip('.')}. {len(names)} of {len(jobs) + len(refused or {})} files were not "
+                f"transferred: {listed}.",
                 exc.failed,
                 exc.succeeded,
             ) from exc
