@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -16,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from .config_yaml import YamlRefused, load_yaml
 from .errors import ConfigError
 
 __all__ = [
@@ -41,6 +43,11 @@ DEFAULT_SHARE_DIR = "~/.sparkjobs/share/"
 #: How long a cluster batch may wait for YARN to start it before sparkjobs deletes it.
 DEFAULT_START_TIMEOUT_MINUTES = 30.0
 MAX_START_TIMEOUT_MINUTES = 7 * 24 * 60.0
+#: Linux refuses to start a process with one argument or "NAME=value" string over 128 KiB
+#: (MAX_ARG_STRLEN, the NUL included), or with all of them over ARG_MAX (usually 2 MiB, which
+#: the inherited environment and spark-submit's own arguments share).
+MAX_ARG_BYTES = 128 * 1024
+MAX_ENVIRONMENT_BYTES = 1024 * 1024
 
 
 class TargetType(str, enum.Enum):
@@ -98,6 +105,9 @@ class RunSettings:
     argument_vector: tuple[str, ...] = ("$file",)
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     dependencies: SparkDependencies = field(default_factory=SparkDependencies)
+    #: The configuration files this run was loaded from (relative POSIX paths in the project):
+    #: the snapshot always keeps them, so the run can be reproduced from it.
+    config_files: tuple[str, ...] = ()
 
 
 # ---- a tiny schema language: key -> (checker, required) ------------------------------------
@@ -105,7 +115,16 @@ Checker = Callable[[Any], Any]
 
 
 class _Invalid(ValueError):
-    pass
+    def __init__(self, message: str, *, show_value: bool = True) -> None:
+        super().__init__(message)
+        self.show_value = show_value  # False when the value is huge or already named
+
+
+#: Values quoted in messages are cut short: a config value can be megabytes long.
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+_short.maxlist = _short.maxdict = 4
+_short.maxlevel = 2
 
 
 def _string(value: Any) -> str:
@@ -137,9 +156,61 @@ def _memory(value: Any) -> str:
 
 
 def _string_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-        return tuple(str(v) for v in value)
-    raise _Invalid("must be a list of strings")
+    # Strict: YAML reads 1e3, 010 and 1.50 as numbers whose str() is not what was written, so
+    # converting them would silently change an argument.
+    if not isinstance(value, list):
+        raise _Invalid("must be a list of strings")
+    for index, item in enumerate(value, 1):
+        if not isinstance(item, str):
+            raise _Invalid(
+                f"has item {index} ({_short.repr(item)}), which is not a string; put quotes around it so YAML "
+                "keeps it exactly as written"
+            )
+    return tuple(value)
+
+
+def _argument_vector(value: Any) -> tuple[str, ...]:
+    items = _string_list(value)
+    for index, item in enumerate(items, 1):
+        if "\0" in item:
+            raise _Invalid(f"has a NUL character in item {index}, which no command line can carry")
+        if len(item.encode("utf-8", "surrogatepass")) >= MAX_ARG_BYTES:
+            raise _Invalid(f"has item {index} over Linux's limit of 128 KiB for one argument", show_value=False)
+    return items
+
+
+def _path_segment(value: Any) -> str:
+    """A name that becomes one folder (shared folder, storage prefix): never a path."""
+    text = _string(value)
+    if text in (".", "..") or any(c in text for c in "/\\\0"):
+        raise _Invalid("must be a single folder name, without '/', '\\', NUL, and not '.' or '..'")
+    return text
+
+
+def _environment(value: Any) -> Mapping[str, str]:
+    env = _string_map(value)
+    problems: list[str] = []
+    total = 0
+    for name, text in env.items():
+        size = len(f"{name}={text}".encode("utf-8", "surrogatepass")) + 1
+        total += size
+        if not name or "=" in name or "\0" in name:
+            problems.append(f"has the name {_short.repr(name)}, which is empty or contains '=' or NUL")
+        elif "\0" in text:
+            problems.append(f"has a NUL character in the value of {name!r}")
+        elif size > MAX_ARG_BYTES:
+            problems.append(
+                f"has a value of {size / 1024:.0f} KiB for {name!r}, over Linux's limit of 128 KiB for one "
+                "variable; put it in a file in the project and pass its path instead"
+            )
+    if not problems and total > MAX_ENVIRONMENT_BYTES:
+        problems.append(
+            f"holds {total / 1024 / 1024:.1f} MiB in all, over sparkjobs' limit of 1 MiB (Linux starts a process only "
+            "when its arguments and environment fit in ARG_MAX, usually 2 MiB); put large values in files"
+        )
+    if problems:
+        raise _Invalid("; ".join(problems), show_value=False)
+    return env
 
 
 def _string_map(value: Any) -> Mapping[str, str]:
@@ -202,10 +273,10 @@ _REQUIRED_BY_TYPE = {
     TargetType.CLUSTER: ("livy", "storage"),
 }
 _RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
-    "Target": ("target", _string),
+    "Target": ("target", _path_segment),
     "Framework": ("framework", _enum(Framework)),
-    "ArgumentVector": ("argument_vector", _string_list),
-    "EnvironmentVariables": ("environment", _string_map),
+    "ArgumentVector": ("argument_vector", _argument_vector),
+    "EnvironmentVariables": ("environment", _environment),
     "SparkDependenciesFile": ("dependencies_file", _string),
 }
 _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
@@ -214,8 +285,8 @@ _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
     "repositories": ("repositories", _string_list),
 }
 _PROJECT_KEYS: dict[str, tuple[str, Checker]] = {
-    "name": ("name", lambda v: v if v in (None, "") else _string(v)),
-    "workspace": ("workspace", _string),
+    "name": ("name", _path_segment),
+    "workspace": ("workspace", _path_segment),
     "history": ("history", _string),
     "snapshotCapMB": ("snapshot_cap_mb", _positive_int),
 }
@@ -238,15 +309,16 @@ class _Problems:
 
 def _read_yaml(path: Path, problems: _Problems, named_by: str = "") -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml(path)
     except FileNotFoundError:
         problems.add(path, "file not found" + (f" (named by {named_by})" if named_by else ""))
         return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.add(path, f"cannot be read ({exc})")
         return None
-    try:
-        data = yaml.safe_load(text)
+    except YamlRefused as exc:
+        problems.add(path, str(exc))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -275,7 +347,8 @@ def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checke
         try:
             values[attribute] = checker(raw)
         except _Invalid as exc:
-            problems.add(path, f"key '{key}' {exc} (got {raw!r})")
+            shown = f" (got {_short.repr(raw)})" if exc.show_value else ""
+            problems.add(path, f"key '{key}' {exc}{shown}")
     return values
 
 
@@ -319,8 +392,13 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
     """Load ``aml_config/NAME.runconfig``, the compute it names, and its Spark dependencies."""
     project = load_project(root, environ)
     config_dir = project.root / CONFIG_DIR
+    try:
+        _path_segment(name)
+    except _Invalid:
+        raise ConfigError(f"The run configuration name {name!r} must be a plain name such as 'local', not a path.") from None
     problems = _Problems()
     runconfig_path = config_dir / f"{name}.runconfig"
+    used = [runconfig_path, config_dir / "project.yml"]
     if not runconfig_path.exists():
         known = available_runconfigs(project.root)
         hint = f" Available: {', '.join(known)}." if known else " Run 'sparkjobs init' to create aml_config/."
@@ -335,6 +413,7 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
     if target:
         named_by = f"key 'Target' in {runconfig_path.name}"
         compute = _load_compute(config_dir / f"{target}.compute", target, problems, named_by)
+        used.append(config_dir / f"{target}.compute")
 
     dependencies = SparkDependencies()
     deps_file = run_values.pop("dependencies_file", None)
@@ -344,6 +423,7 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
             problems.add(runconfig_path, f"key 'SparkDependenciesFile' points outside the project ({deps_file})")
         else:
             deps_data = _read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
+            used.append(deps_path)
             if deps_data is not None:
                 dependencies = SparkDependencies(**_check(deps_path, deps_data, _DEPENDENCY_KEYS, problems))
 
@@ -352,7 +432,10 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         problems.add(runconfig_path, "key 'ArgumentVector' must not be empty; use [\"$file\"]")
     problems.raise_if_any()
     assert compute is not None
-    return RunSettings(name=name, project=project, compute=compute, dependencies=dependencies, **run_values)
+    config_files = tuple(sorted({p.relative_to(project.root).as_posix() for p in used if p.is_file()}))
+    return RunSettings(
+        name=name, project=project, compute=compute, dependencies=dependencies, config_files=config_files, **run_values
+    )
 
 
 def _load_compute(path: Path, name: str, problems: _Problems, named_by: str) -> ComputeSettings | None:

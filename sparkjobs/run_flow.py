@@ -35,14 +35,18 @@ _SECRET_KEY = re.compile(r"(?i)^(spark\.hadoop\.)?fs\.azure\.(account\.key|sas)\
 
 
 def resolve_argv(settings: RunSettings, script: str | None, args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """Apply the runconfig's ArgumentVector: ``$file`` is the script named on the command line."""
+    """Apply the runconfig's ArgumentVector: ``$file`` is the script named on the command line.
+    Without ``$file`` the vector's first item is the script, and naming another is refused."""
     vector = list(settings.argument_vector)
     if "$file" in vector:
         if not script:
             raise ConfigError("Name the script to run, e.g. 'sparkjobs run -c local train.py'.")
         vector = [script if item == "$file" else item for item in vector]
-    elif script:
-        vector = [script, *vector[1:]]
+    elif script and script != vector[0]:
+        raise ConfigError(
+            f"ArgumentVector in aml_config/{settings.name}.runconfig has no $file, so it names the script itself "
+            f"({vector[0]}); run without a script name, or put \"$file\" in ArgumentVector."
+        )
     return vector[0], tuple(vector[1:]) + tuple(args)
 
 
@@ -128,6 +132,7 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
         cap_bytes=snapshot_cap_for(settings),
         cache_file=cache_path_for(service.home / "cache" / "digests", settings.project.root),
         extra_excludes=excludes,
+        always_include=settings.config_files,
     )
     script = _script_in_project(settings, script, snapshot)
     run_id = new_run_id()

@@ -5,18 +5,28 @@ lists a snapshot's files; ``snapshots/<digest>/COMPLETE`` is written last. A sna
 exists is skipped entirely. An interrupted upload leaves objects but no marker, so the next save
 uploads only what is missing and then writes the marker: nothing is lost and, since every object
 is written whole under its own digest, nothing is corrupt.
+
+An object's content always matches its key: what is uploaded is first read into memory (or a
+private temporary copy, for large files) and hashed, so a file edited between hashing and
+uploading can never be stored under the old digest. Restored files are hashed again.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SnapshotError, StorageError
-from .snapshot import Snapshot, SnapshotEntry, digest_of
+from .snapshot import Snapshot, SnapshotEntry, digest_of, forget_cached_digests
 from .storage.base import ProgressCallback, Store, safe_join, sha256_file
+
+#: Objects up to this size are read into memory to be hashed and sent; larger ones are copied
+#: to a private temporary file first, which nothing else can change before it is sent.
+_IN_MEMORY = 16 * 1024 * 1024
 
 __all__ = ["SnapshotStore", "SaveReport"]
 
@@ -81,23 +91,43 @@ class SnapshotStore:
                 )
                 if not exists
             ]
-            uploaded = list(pool.map(lambda e: self._upload_object(snapshot.root, e, progress), missing))
+            uploaded = list(pool.map(lambda e: self._upload_object(snapshot, e, progress), missing))
         manifest = snapshot.manifest_bytes()
         marker = b""  # its existence is the message; the manifest already says the rest
         self.store.put_bytes(self.manifest_key(snapshot.digest), manifest)
         self.store.put_bytes(self.marker_key(snapshot.digest), marker)
         return SaveReport(snapshot.digest, False, len(uploaded), sum(uploaded) + len(manifest) + len(marker))
 
-    def _upload_object(self, root: Path, entry: SnapshotEntry, progress: ProgressCallback | None) -> int:
-        path = root / entry.path
+    def _upload_object(self, snapshot: Snapshot, entry: SnapshotEntry, progress: ProgressCallback | None) -> int:
         # The file may have changed since it was hashed; storing it under the old digest
-        # would corrupt every snapshot that shares that object.
-        if sha256_file(path) != entry.sha256:
-            raise SnapshotError(f"{entry.path} changed while the snapshot was uploaded; run again.")
-        self.store.put_file(self.object_key(entry.sha256), path, if_absent=True)
+        # would corrupt every snapshot that shares that object. So the bytes sent are the bytes
+        # hashed here, never the file read a second time.
+        path = snapshot.root / entry.path
+        key = self.object_key(entry.sha256)
+        with open(path, "rb") as source:
+            if entry.size <= _IN_MEMORY:
+                data = source.read(_IN_MEMORY + 1)
+                self._check_unchanged(snapshot, entry, len(data), hashlib.sha256(data).hexdigest())
+                self.store.put_bytes(key, data, if_absent=True)
+            else:
+                with tempfile.TemporaryDirectory(prefix="sparkjobs-object-") as folder:
+                    copy = Path(folder) / "object"
+                    digest = hashlib.sha256()
+                    with open(copy, "wb") as writer:
+                        while chunk := source.read(1024 * 1024):
+                            digest.update(chunk)
+                            writer.write(chunk)
+                    self._check_unchanged(snapshot, entry, copy.stat().st_size, digest.hexdigest())
+                    self.store.put_file(key, copy, if_absent=True)
         if progress:
             progress(entry.size)
         return entry.size
+
+    @staticmethod
+    def _check_unchanged(snapshot: Snapshot, entry: SnapshotEntry, size: int, sha256: str) -> None:
+        if (size, sha256) != (entry.size, entry.sha256):
+            forget_cached_digests(snapshot)
+            raise SnapshotError(f"{entry.path} changed after the snapshot was taken; run again.")
 
     def restore(self, digest: str, dest: Path) -> tuple[SnapshotEntry, ...]:
         """Write snapshot ``digest`` into dest (which must be empty or absent)."""
@@ -114,6 +144,8 @@ class SnapshotStore:
                 self.store.get_file(self.object_key(entry.sha256), target)
             except FileNotFoundError:
                 raise StorageError(f"Snapshot {digest} is missing the contents of {entry.path}.") from None
+            if sha256_file(target) != entry.sha256:
+                raise StorageError(f"Snapshot {digest} has corrupt contents for {entry.path} in {self.store.location}.")
             if entry.executable:
                 os.chmod(target, 0o755)
 

@@ -2,6 +2,7 @@
 and nothing is written to the run store."""
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 
@@ -124,3 +125,50 @@ def test_script_outside_project_or_missing_is_refused(project, isolated_home):
     done = cli("run", "-c", "local", "--project", str(project), "nope.py")
     assert done.returncode == 2 and "does not exist" in done.stderr
     assert not (isolated_home / "runs").exists()
+
+
+def test_merge_keys_may_override_merged_values(project):
+    write(project / "aml_config" / "local.runconfig", "Target: local\nEnvironmentVariables:\n  <<: {A: one, B: two}\n  B: three\n")
+    assert dict(load_run_settings(project, "local", {}).environment) == {"A": "one", "B": "three"}
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(project):
+    write(project / "aml_config" / "local.runconfig", "Target: local\nEnvironmentVariables: &env\n  A: *env\n")
+    with pytest.raises(ConfigError, match="local.runconfig: the alias at line 3 refers to a value that contains it"):
+        load_run_settings(project, "local", {})
+
+
+def test_values_in_messages_are_cut_short(project):
+    write(project / "aml_config" / "local.compute", "type: local\nmaster: [" + ", ".join(["x" * 500] * 100) + "]\n")
+    with pytest.raises(ConfigError) as err:
+        load_run_settings(project, "local", {})
+    assert "'master' must be a non-empty string" in str(err.value) and len(str(err.value)) < 500
+
+
+@pytest.mark.parametrize("name", ["../local", "/etc/passwd", ""])
+def test_runconfig_and_target_names_are_plain_names(project, name):
+    with pytest.raises(ConfigError, match="must be a plain name"):
+        load_run_settings(project, name, {})
+    write(project / "aml_config" / "local.runconfig", "Target: ../../outside\n")
+    with pytest.raises(ConfigError, match="'Target' must be a single folder name"):
+        load_run_settings(project, "local", {})
+
+
+def test_settings_name_the_config_files_they_were_loaded_from(project):
+    settings = load_run_settings(project, "local", {})
+    assert settings.config_files == (
+        "aml_config/local.compute",
+        "aml_config/local.runconfig",
+        "aml_config/project.yml",
+        "aml_config/spark_dependencies.yml",
+    )
+
+
+def test_argument_vector_without_file_is_the_command_line(project):
+    from sparkjobs.run_flow import resolve_argv
+
+    settings = dataclasses.replace(load_run_settings(project, "local", {}), argument_vector=("main.py", "1"))
+    assert resolve_argv(settings, None, ()) == ("main.py", ("1",))
+    assert resolve_argv(settings, "main.py", ("2",)) == ("main.py", ("1", "2"))
+    with pytest.raises(ConfigError, match=r"has no \$file"):
+        resolve_argv(settings, "other.py", ())

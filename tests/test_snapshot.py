@@ -2,11 +2,13 @@
 content-addressed copy in the run store (on the real filesystem)."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
-from sparkjobs.errors import SnapshotError
+from sparkjobs import snapshot as snapshot_module
+from sparkjobs.errors import SnapshotError, StorageError
 from sparkjobs.snapshot import build_snapshot, materialise
 from sparkjobs.snapshot_store import SnapshotStore
 from sparkjobs.storage.local import LocalStore
@@ -74,16 +76,92 @@ def test_symlink_outside_the_project_is_never_followed(project, tmp_path):
     assert set(snap.skipped_links) == {"escape.txt", "escape_dir"}
 
 
-def test_digest_cache_recognises_unchanged_files_without_reading_them(project, tmp_path):
+def test_digest_cache_recognises_unchanged_files_without_reading_them(project, tmp_path, monkeypatch):
+    cache = tmp_path / "cache.json"
+    first = build_snapshot(project, cap_bytes=None, cache_file=cache)
+    # Count the files hashed (the real function still does the hashing).
+    hashed: list[str] = []
+    real = snapshot_module.sha256_file
+    monkeypatch.setattr(snapshot_module, "sha256_file", lambda path, *a, **k: hashed.append(str(path)) or real(path, *a, **k))
+    assert build_snapshot(project, cap_bytes=None, cache_file=cache).digest == first.digest
+    assert hashed == []
+    write(project / "lib" / "util.py", "X = 2\n")
+    assert build_snapshot(project, cap_bytes=None, cache_file=cache).digest != first.digest
+    assert hashed == [str(project / "lib" / "util.py")]
+
+
+def test_digest_cache_sees_an_edit_whose_size_and_mtime_were_restored(project, tmp_path):
+    # cp -p, rsync -a and tar restore mtimes; the ctime they cannot restore gives the edit away.
     cache = tmp_path / "cache.json"
     first = build_snapshot(project, cap_bytes=None, cache_file=cache)
     stat = (project / "train.py").stat()
-    # Same size and mtime, different bytes: only a stat-based cache hit keeps the old digest,
-    # which proves the file was not read again.
     (project / "train.py").write_text("print('ho')\n")
     os.utime(project / "train.py", ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert build_snapshot(project, cap_bytes=None, cache_file=cache).digest == first.digest
-    assert build_snapshot(project, cap_bytes=None).digest != first.digest
+    assert build_snapshot(project, cap_bytes=None, cache_file=cache).digest == build_snapshot(project, cap_bytes=None).digest != first.digest
+
+
+def test_materialise_refuses_a_file_changed_after_it_was_hashed_and_drops_the_cache(project, tmp_path):
+    cache = tmp_path / "cache.json"
+    snap = build_snapshot(project, cap_bytes=None, cache_file=cache)
+    (project / "train.py").write_text("print('ho')\n")  # same size, after hashing
+    with pytest.raises(SnapshotError, match="train.py changed after the snapshot was taken"):
+        materialise(snap, tmp_path / "work")
+    assert not cache.exists()  # the next run hashes afresh instead of failing forever
+    again = build_snapshot(project, cap_bytes=None, cache_file=cache)
+    materialise(again, tmp_path / "work2")
+    assert (tmp_path / "work2" / "train.py").read_text() == "print('ho')\n"
+
+
+def test_store_never_keeps_content_under_another_digest(project, tmp_path):
+    snap = build_snapshot(project, cap_bytes=None)
+    entry = next(e for e in snap.entries if e.path == "train.py")
+    (project / "train.py").write_text("print('ho')\n")  # changed between hashing and upload
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(SnapshotError, match="train.py changed"):
+        SnapshotStore(store).save(snap)
+    assert not store.exists(SnapshotStore.object_key(entry.sha256))
+    assert not SnapshotStore(store).is_complete(snap.digest)
+
+
+class _EditedDuringUpload(LocalStore):
+    """A real local store; the user edits a file (same size) while its object is being sent."""
+
+    def __init__(self, root, path, key):
+        super().__init__(root)
+        self.path, self.key = path, key
+
+    def _edit(self, key):
+        if key == self.key:
+            self.path.write_text("print('ho')\n")
+
+    def _put_file(self, key, path, *, if_absent):
+        self._edit(key)
+        return super()._put_file(key, path, if_absent=if_absent)
+
+    def _put_bytes(self, key, data, *, if_absent):
+        self._edit(key)
+        return super()._put_bytes(key, data, if_absent=if_absent)
+
+
+def test_an_edit_during_upload_never_lands_under_the_old_digest(project, tmp_path):
+    snap = build_snapshot(project, cap_bytes=None)
+    entry = next(e for e in snap.entries if e.path == "train.py")
+    store = _EditedDuringUpload(tmp_path / "store", project / "train.py", SnapshotStore.object_key(entry.sha256))
+    SnapshotStore(store).save(snap)
+    assert (project / "train.py").read_text() == "print('ho')\n"  # the edit did happen
+    for obj in store.list("objects"):
+        assert hashlib.sha256(store.get_bytes(obj.key)).hexdigest() == obj.key.rsplit("/", 1)[1]
+
+
+def test_restore_refuses_a_corrupt_object(project, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    snapshots = SnapshotStore(store)
+    snap = build_snapshot(project, cap_bytes=None)
+    snapshots.save(snap)
+    entry = next(e for e in snap.entries if e.path == "train.py")
+    (store.root / snapshots.object_key(entry.sha256)).write_text("tampered\n")
+    with pytest.raises(StorageError, match="corrupt contents for train.py"):
+        snapshots.restore(snap.digest, tmp_path / "restored")
 
 
 def test_materialised_copy_is_isolated_from_the_project(project, tmp_path):
