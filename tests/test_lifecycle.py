@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -34,6 +36,27 @@ def project(tmp_path: Path) -> Path:
     write(root / "sleepy.py", SLEEPY)
     write(root / "stubborn.py", STUBBORN)
     return root
+
+
+@contextmanager
+def _run_until(project: Path, *args: str, marker: str) -> Iterator[subprocess.Popen]:
+    """`sparkjobs run -c local --project P ARGS`, yielded once its output has shown marker (the
+    job's lines are on stdout, sparkjobs' own on stderr); killed by pid if it outlives the test."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(project), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        stream = process.stderr if marker == "Run " else process.stdout
+        assert stream is not None
+        for line in stream:  # ends at EOF if the marker never comes
+            if marker in line:
+                break
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def _records(home: Path) -> list[dict]:
@@ -67,16 +90,7 @@ def _gone(marker: str, within: float = 15.0) -> bool:
 
 def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(project, isolated_home):
     marker = f"stubborn-{os.getpid()}-{random.randrange(10**9)}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--json", "--project", str(project), "stubborn.py", marker],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "Run " in line:
-                break
-        assert process.stdout is not None
+    with _run_until(project, "--json", "stubborn.py", marker, marker="Run ") as process:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _processes_with(marker):
             time.sleep(0.05)
@@ -85,9 +99,6 @@ def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(proj
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 1, err
     record = json.loads(out)
     assert record["status"] == "killed" and record["exit_code"] is None and record["owner"] is None
@@ -172,20 +183,9 @@ def test_kill_9_of_sparkjobs_takes_the_job_with_it_and_the_run_shows_lost_then_r
         "import sys, time\nopen('outputs/partial.txt', 'w').write('half')\nprint('STARTED', sys.argv[1:], flush=True)\ntime.sleep(300)\n",
     )
     marker = f"lost-{os.getpid()}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(project), "writes.py", marker],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "STARTED" in line:
-                break
+    with _run_until(project, "writes.py", marker, marker="STARTED") as process:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert _gone(marker), _processes_with(marker)
 
     done, runs = cli_json("runs", "list", "--json", "--project", str(project))
@@ -204,20 +204,11 @@ def test_kill_9_of_sparkjobs_takes_the_job_with_it_and_the_run_shows_lost_then_r
 
 
 def test_recover_refuses_a_run_that_is_still_watched(project, isolated_home):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(project), "sleepy.py", "watched"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "STARTED" in line:
-                break
+    with _run_until(project, "sleepy.py", "watched", marker="STARTED") as process:
         (record,) = _records(isolated_home)
         done = cli("runs", "recover", record["id"], "--project", str(project))
         assert done.returncode == 2 and "still being watched" in done.stderr
         assert cli_json("runs", "show", record["id"], "--json", "--project", str(project))[1]["status"] == "running"
-    finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
 
@@ -268,36 +259,13 @@ def test_spark_job_stopped_at_launch_or_later_records_killed_without_orphans(tmp
     assert _gone("sparkmark", within=30), _processes_with("sparkmark")
 
 
-def _persistent_azurite(folder: Path, port: int) -> subprocess.Popen:
-    """An Azurite that keeps its blobs on disk, so it can be stopped and started again on the
-    same port (the session's shared Azurite is in memory and must not be disturbed)."""
-    import shutil
-    import socket
-
-    from plugins.azurite import azurite_main
-
-    folder.mkdir(parents=True, exist_ok=True)
-    argv = [shutil.which("node") or "node", str(azurite_main()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-            "--location", str(folder), "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"Azurite did not start on port {port}")
-
-
 @pytest.mark.azurite
 def test_azurite_gone_while_outputs_upload_keeps_everything_and_recover_stores_it(project, tmp_path, monkeypatch):
-    from plugins.azurite import DEV_ACCOUNT, DEV_KEY, free_port
+    from plugins.azurite import DEV_ACCOUNT, DEV_KEY, free_port, start_azurite, stop_azurite
 
     port = free_port()
     data = tmp_path / "azurite-data"
-    server = _persistent_azurite(data, port)
+    server = start_azurite(port=port, keep_in=data)
     monkeypatch.setenv("SPARKJOBS_HISTORY", f"wasbs://history@{DEV_ACCOUNT}.blob.core.windows.net/team")
     monkeypatch.setenv(
         "AZURE_STORAGE_CONNECTION_STRING",
@@ -315,23 +283,13 @@ def test_azurite_gone_while_outputs_upload_keeps_everything_and_recover_stores_i
         print("WROTE", flush=True)
         """,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(project), "lots.py"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "WROTE" in line:
-                server.kill()  # gone, mid-upload or just before it
-                server.wait(timeout=30)
-                break
-        out, err = process.communicate(timeout=240)
+        with _run_until(project, "lots.py", marker="WROTE") as process:
+            server.process.kill()  # gone, mid-upload or just before it
+            server.process.wait(timeout=30)
+            out, err = process.communicate(timeout=240)
     finally:
-        if process.poll() is None:
-            process.kill()
-        if server.poll() is None:
-            server.kill()
+        stop_azurite(server)
     assert "Traceback" not in err, err
     assert process.returncode == 2, err
     (error,) = [line for line in err.splitlines() if line.startswith("Error:")]
@@ -339,7 +297,7 @@ def test_azurite_gone_while_outputs_upload_keeps_everything_and_recover_stores_i
     run_id = error.split("Run ", 1)[1].split()[0]
     assert (isolated_home_work := Path(os.environ["SPARKJOBS_HOME"]) / "work" / run_id / "run.json").exists(), isolated_home_work
 
-    server = _persistent_azurite(data, port)
+    server = start_azurite(port=port, keep_in=data)
     try:
         done, record = cli_json("runs", "recover", run_id, "--json", "--project", str(project))
         assert done.returncode == 0, done.stderr
@@ -347,5 +305,4 @@ def test_azurite_gone_while_outputs_upload_keeps_everything_and_recover_stores_i
         done, shown = cli_json("runs", "show", run_id, "--json", "--project", str(project))
         assert shown["status"] == "completed"
     finally:
-        server.kill()
-        server.wait(timeout=30)
+        stop_azurite(server)

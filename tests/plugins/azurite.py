@@ -107,24 +107,29 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_azurite(*, timeout: float = 30.0, attempts: int = 3) -> Azurite:
-    """Start an in-memory Azurite blob service on a free port and wait until it answers."""
+def start_azurite(
+    *, timeout: float = 30.0, attempts: int = 3, port: int | None = None, keep_in: Path | None = None
+) -> Azurite:
+    """Start an Azurite blob service and wait until it answers: in memory on a free port, or,
+    with ``keep_in``, keeping its blobs in that folder so that it can be stopped and started
+    again on the same ``port`` with its data."""
     main = azurite_main()
     node = shutil.which("node")
     if node is None:
         raise AzuriteMissing(f"Node.js is not on PATH; Azurite needs it ({INSTALL_HINT}).")
     last_log = ""
-    for _ in range(attempts):  # the free port may be taken between choosing and binding
-        port = free_port()
+    for _ in range(attempts if port is None else 1):  # a free port may be taken before it is bound
+        chosen = port or free_port()
         workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
-        argv = [node, str(main), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+        storage = ["--location", str(keep_in)] if keep_in else ["--inMemoryPersistence"]
+        argv = [node, str(main), "--blobHost", "127.0.0.1", "--blobPort", str(chosen), *storage,
                 "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
         with open(workdir / "azurite.log", "wb") as log:  # the child keeps its own handle
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-        server = Azurite(port, process, workdir)
+        server = Azurite(chosen, process, workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
-            if _answers(port):
+            if _answers(chosen):
                 return server
             time.sleep(0.1)
         last_log = (workdir / "azurite.log").read_text(errors="replace")[-2000:]
@@ -150,9 +155,8 @@ def stop_azurite(server: Azurite, timeout: float = 3.0) -> None:
     shutil.rmtree(server.workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """A running Azurite for the session. Fails (never skips) when Azurite is not installed."""
+def _served() -> Iterator[Azurite]:
+    """Fails (never skips) when Azurite is not installed."""
     try:
         server = start_azurite()
     except AzuriteMissing as exc:
@@ -161,6 +165,12 @@ def azurite() -> Iterator[Azurite]:
         yield server
     finally:
         stop_azurite(server)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """A running Azurite for the session."""
+    yield from _served()
 
 
 @pytest.fixture
@@ -182,11 +192,4 @@ def frozen(server: Azurite) -> Iterator[Azurite]:
 @pytest.fixture
 def own_azurite() -> Iterator[Azurite]:
     """An Azurite for this test alone, so that freezing or stopping it disturbs no other test."""
-    try:
-        server = start_azurite()
-    except AzuriteMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        stop_azurite(server)
+    yield from _served()
