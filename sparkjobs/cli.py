@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import __version__
 from .errors import SparkJobsError
 
 __all__ = ["main"]
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project", type=Path, default=Path.cwd(), help="project folder (default: the current folder)")
     parser = _Parser(prog="sparkjobs", description="Run a project's PySpark scripts on Spark, with run history.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", parents=[common], help="run a script in a fresh snapshot of the project")

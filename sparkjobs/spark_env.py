@@ -1,13 +1,13 @@
 """Finding spark-submit and Java on this machine, and reading spark-defaults style files."""
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -20,13 +20,24 @@ __all__ = ["find_spark_home", "spark_submit_path", "check_java", "read_spark_def
 MIN_JAVA = Version("17")
 
 
+#: The data folders sparkjobs ships, by their names in the repository, with their names inside
+#: the installed package (a package name cannot contain "-"); see sparkjobs/_resources.
+_RESOURCES = {"aml_config": "aml_config", "spark-conf": "spark_conf"}
+
+
 def resource_dir(name: str) -> Path:
-    """A top-level data folder of the distribution (``aml_config``, ``spark-conf``)."""
-    package = Path(__file__).resolve().parent
-    # A checkout or editable install first, then the data files a wheel installs.
-    for candidate in (package.parent / name, Path(sys.prefix) / "share" / "sparkjobs" / name):
-        if candidate.is_dir():
-            return candidate
+    """A data folder shipped with sparkjobs (``aml_config``, ``spark-conf``), as a real directory.
+
+    A real one, because the JVM is handed files from ``spark-conf/`` by path; sparkjobs runs its
+    own files by path too (the bootstrap, the supervisor), so it is never imported from a zip.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / name).is_dir():
+        # A source checkout (an editable install, or PYTHONPATH): its own top-level folders.
+        return checkout / name
+    folder = importlib.resources.files("sparkjobs._resources") / _RESOURCES[name]
+    if isinstance(folder, Path) and folder.is_dir():
+        return folder
     raise ConfigError(f"The sparkjobs installation is missing its {name}/ folder; reinstall sparkjobs.")
 
 
