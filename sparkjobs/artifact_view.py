@@ -80,6 +80,6 @@ def _entries(folder: _Folder, prefix: str) -> list[ArtifactEntry]:
 
 
 def group_artifacts(artifacts: Iterable[Artifact]) -> tuple[ArtifactEntry, ...]:
-    """The run's artifacts as entries, sorted by path: a file each, and a Spark-written folder
+    """The run's artifacts as entries, sorted as ``ls`` sorts paths: a file each, and a Spark-written folder
     (``outputs/numbers/``) as one entry with its file count and total size."""
-    return tuple(sorted(_entries(_tree(artifacts), ""), key=lambda entry: entry.path))
+    return tuple(sorted(_entries(_tree(artifacts), ""), key=lambda entry: entry.path.rstrip("/").split("/")))

@@ -137,10 +137,10 @@ def init(args: argparse.Namespace) -> int:
 
 def runs_list(args: argparse.Namespace) -> int:
     project = _project(args)
-    if project is None and not args.all:
+    records = SparkJobs().list_runs(project, all_projects=args.all, limit=args.limit or None)
+    if project is None and not args.all:  # said once the listing worked: an error is said alone
         print(f"Not inside a sparkjobs project (no aml_config/ in {_start(args).resolve()} or above): "
               "showing the runs of every project.", file=sys.stderr)
-    records = SparkJobs().list_runs(project, all_projects=args.all, limit=args.limit or None)
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))
         return 0
