@@ -126,12 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupted)
     try:
         code = _dispatch(_parser().parse_args(argv))
-        sys.stdout.flush()  # a reader that left must be noticed here, not at interpreter exit
-        return code
-    except BrokenPipeError:
-        from .cli_commands import quiet_stdout
-
-        quiet_stdout()
+    except BrokenPipeError:  # cut short: the rest of the output has nobody to read it
+        _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except SparkJobsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -143,6 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    try:
+        sys.stdout.flush()  # a reader that left is noticed here, not as a traceback at exit
+    except BrokenPipeError:  # everything was said; a run keeps its job's exit code
+        _quiet_stdout()
+    return code
+
+
+def _quiet_stdout() -> None:
+    from .cli_commands import quiet_stdout
+
+    quiet_stdout()
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -71,6 +71,15 @@ def _ask_kill_or_detach() -> str:
     return Interrupt.DETACH if answer.startswith("d") else Interrupt.KILL
 
 
+def _say(text: str) -> None:
+    """A line for the person watching, on stderr; if they have gone (``2>&1 | head``), the run
+    goes on and still ends with its job's exit code."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        pass
+
+
 def _observer(as_json: bool) -> RunObserver:
     # With --json, stdout carries only the record; the job's output goes to stderr.
     out = sys.stderr if as_json else sys.stdout
@@ -80,7 +89,7 @@ def _observer(as_json: bool) -> RunObserver:
 
     return RunObserver(
         on_line=line,
-        on_event=lambda message: print(f"sparkjobs: {message}", file=sys.stderr, flush=True),
+        on_event=lambda message: _say(f"sparkjobs: {message}"),
         on_interrupt=_ask_kill_or_detach,
         progress=terminal_progress,
     )
@@ -95,12 +104,12 @@ def _print_summary(record: RunRecord) -> None:
         headline = f"{headline} (exit code {record.exit_code})."
     else:
         headline += "."
-    print(f"sparkjobs: {headline}", file=sys.stderr)
+    _say(f"sparkjobs: {headline}")
     if record.artifacts:
         entries = group_artifacts(record.artifacts)
         files = "" if len(entries) == len(record.artifacts) else f" ({count(len(record.artifacts), 'file')})"
         stored = f"{count(len(entries), 'artifact')}{files} stored"
-        print(f"sparkjobs: {stored}; see 'sparkjobs runs show {record.id}'.", file=sys.stderr)
+        _say(f"sparkjobs: {stored}; see 'sparkjobs runs show {record.id}'.")
 
 
 def _report(record: RunRecord, as_json: bool) -> int:

@@ -184,15 +184,17 @@ def _many_records(home: Path, count: int) -> None:
                             started_at="2026-01-01T00:00:00.000Z", snapshot="0" * 64, exit_code=0))
 
 
-def _piped_to_head(*args: str, cwd: Path) -> tuple[int, str, str]:
-    """`sparkjobs ARGS | head -1`: read one line, then close the pipe."""
+def _piped_to_head(*args: str, cwd: Path, both: bool = False) -> tuple[int, str, str]:
+    """`sparkjobs ARGS | head -1` (with ``both``, `2>&1 | head -1`): read one line, then close
+    the pipe. Bounded: the process is killed by its pid if it outlives the wait."""
     process = subprocess.Popen([sys.executable, "-m", "sparkjobs.cli", *args], cwd=cwd, env=dict(os.environ),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None and process.stderr is not None
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
     first = process.stdout.readline()
     process.stdout.close()
     try:
-        errors = process.stderr.read()
+        errors = "" if both else process.stderr.read()
         code = process.wait(timeout=120)
     finally:
         if process.poll() is None:
@@ -212,6 +214,14 @@ def test_a_reader_that_goes_away_never_causes_a_traceback(project, isolated_home
     assert (code, first.split(), errors) == (141, ["RUN", "ID", "PROJECT", "TARGET", "STATUS", "STARTED", "SCRIPT"], "")
     code, first, errors = _piped_to_head("runs", "list", "--limit", "0", "--json", cwd=project)
     assert (code, first, errors) == (141, "[\n", "")
+
+
+def test_a_run_whose_reader_goes_away_ends_with_its_jobs_exit_code(project):
+    write(project / "chatty.py", "for i in range(100000):\n    print('line', i)\n")
+    code, first, _ = _piped_to_head("run", "-c", "local", "chatty.py", cwd=project, both=True)
+    assert code == 0 and first.startswith("sparkjobs: Snapshot ")
+    _, runs = cli_json("runs", "list", "--json", cwd=project)
+    assert (runs[0]["script"], runs[0]["status"], runs[0]["exit_code"]) == ("chatty.py", "completed", 0)
 
 
 def test_a_bare_sparkjobs_prints_the_help(tmp_path):
