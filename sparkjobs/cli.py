@@ -1,71 +1,118 @@
 """The command line: parsing, printing and exit codes, over the service layer and nothing else.
 
-Exit codes: 0 the job succeeded, 1 the job failed or was killed, 2 usage, configuration,
-storage or connection errors (printed as one ``Error:`` sentence, never a traceback).
+Exit codes: 0 the job succeeded (and a bare ``sparkjobs`` or ``sparkjobs runs``, which print
+their help), 1 the job failed or was killed, 2 usage, configuration, storage or connection
+errors (printed as one ``Error:`` sentence, never a traceback), 141 when the reader of the
+output went away (``sparkjobs runs list | head -1``), as git and coreutils do.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import signal
-import threading
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
 from .errors import SparkJobsError
+from .wording import sentence
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
+#: What a shell reports for a program ended by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
+
+_PROJECT_HELP = "the project folder, or any folder inside it (default: the current folder)"
+_INVALID_CHOICE = re.compile(r"argument [A-Z_]+: invalid choice: '(?P<given>.*)' \(choose from (?P<choices>.*)\)$")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own errors also follow the Error: form
         self.print_usage(sys.stderr)
-        print(f"Error: {message[0].upper() + message[1:]}.", file=sys.stderr)
+        unknown = _INVALID_CHOICE.match(message)
+        if unknown:
+            choices = unknown["choices"].replace("'", "")
+            message = f"'{unknown['given']}' is not a '{self.prog}' command; choose from {choices}"
+        print(f"Error: {sentence(message[0].upper() + message[1:])}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _group(commands: argparse._SubParsersAction, name: str, help: str, common: argparse.ArgumentParser
+           ) -> argparse._SubParsersAction:
+    """A command with subcommands (``runs list``); bare, it prints its own help."""
+    parser = commands.add_parser(name, parents=[common], help=help, description=help[0].upper() + help[1:] + ".")
+    parser.set_defaults(help_of=parser)
+    subcommands = parser.add_subparsers(dest=f"{name}_command", title="commands", metavar="COMMAND", parser_class=_Parser,
+                                        help=f"what to do with {help}")
+    return subcommands
+
+
 def _parser() -> argparse.ArgumentParser:
+    # --project is accepted before the command and after it; given after, it wins.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--project", type=Path, default=Path.cwd(), help="project folder (default: the current folder)")
-    parser = _Parser(prog="sparkjobs", description="Run a project's PySpark scripts on Spark, with run history.")
+    common.add_argument("--project", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=_PROJECT_HELP)
+    parser = _Parser(
+        prog="sparkjobs",
+        description="Run a project's PySpark scripts on Spark, with run history.",
+        epilog="Run 'sparkjobs COMMAND --help' for a command's options. Exit codes: 0 the job succeeded, "
+        "1 it failed or was stopped, 2 bad input or an unreachable service.",
+    )
+    parser.set_defaults(help_of=parser)
+    parser.add_argument("--project", type=Path, default=None, metavar="DIR", help=_PROJECT_HELP)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=_Parser,
+                                     help="what to do")
 
     run = commands.add_parser("run", parents=[common], help="run a script in a fresh snapshot of the project")
-    run.add_argument("-c", "--config", required=True, help="run configuration: aml_config/NAME.runconfig")
-    run.add_argument("--json", action="store_true", help="print the final run record as JSON")
+    run.add_argument("-c", "--config", required=True, metavar="NAME", help="run configuration: aml_config/NAME.runconfig")
+    run.add_argument("--json", action="store_true", help="print the final run record as JSON (the job's output goes to stderr)")
     run.add_argument("--detach", action="store_true", help="submit and return at once (cluster targets)")
     run.add_argument("--dry-run", action="store_true", help="print what would be submitted, with secrets as ***")
-    run.add_argument("script", nargs="?", help="the script, relative to the project")
-    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    run.add_argument("script", nargs="?", metavar="SCRIPT",
+                     help="the script, relative to the current folder (or to the project, when run from outside it)")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
 
-    runs = commands.add_parser("runs", help="the run history").add_subparsers(dest="runs_command", required=True, parser_class=_Parser)
+    runs = _group(commands, "runs", "the run history", common)
     listing = runs.add_parser("list", parents=[common], help="list runs, newest first")
     listing.add_argument("--all", action="store_true", help="runs of every project, not just this one")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50; 0 for all)")
-    listing.add_argument("--json", action="store_true")
-    show = runs.add_parser("show", parents=[common], help="one run's record")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=_count, default=50, metavar="N", help="at most N runs (default 50; 0 for all)")
+    listing.add_argument("--json", action="store_true", help="print the run records as a JSON list")
+    show = runs.add_parser("show", parents=[common], help="one run's record and artifacts")
+    show.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
+    show.add_argument("--json", action="store_true", help="print the run record as JSON, every artifact file listed")
     show.add_argument("--log", action="store_true", help="also print the driver log")
     attach = runs.add_parser("attach", parents=[common], help="resume watching a detached cluster run")
-    attach.add_argument("run_id")
-    attach.add_argument("--json", action="store_true")
+    attach.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
+    attach.add_argument("--json", action="store_true", help="print the final run record as JSON")
     recover = runs.add_parser("recover", parents=[common], help="settle a run whose sparkjobs process died")
-    recover.add_argument("run_id")
+    recover.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
     recover.add_argument("--json", action="store_true", help="print the settled run record as JSON")
 
-    artifacts = commands.add_parser("artifacts", help="a run's outputs").add_subparsers(dest="artifacts_command", required=True, parser_class=_Parser)
+    artifacts = _group(commands, "artifacts", "a run's outputs", common)
     download = artifacts.add_parser("download", parents=[common], help="download an artifact or a folder of them")
-    download.add_argument("run_id")
-    download.add_argument("path", nargs="?", default="outputs", help="e.g. outputs/model.pkl (default: all outputs)")
-    download.add_argument("-o", "--output", type=Path, default=Path("."), help="destination folder (default: .)")
+    download.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
+    download.add_argument("path", nargs="?", default="outputs", metavar="PATH",
+                          help="a file or folder, e.g. outputs/model.pkl (default: all outputs)")
+    download.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR",
+                          help="where to put it: a file as DIR/NAME, a folder as DIR/FOLDER/ (default: .)")
+    download.add_argument("--overwrite", action="store_true", help="replace files in DIR that have other contents")
 
-    init = commands.add_parser("init", parents=[common], help="create aml_config/ in the project from the template")
-    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init = commands.add_parser("init", parents=[common], help="create aml_config/ from the template")
+    init.add_argument("--force", action="store_true",
+                      help="overwrite existing template files, and create a project inside another")
     return parser
 
 
@@ -80,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupted)
     try:
-        return _dispatch(_parser().parse_args(argv))
+        code = _dispatch(_parser().parse_args(argv))
+    except BrokenPipeError:  # cut short: the rest of the output has nobody to read it
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except SparkJobsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -91,15 +141,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    try:
+        sys.stdout.flush()  # a reader that left is noticed here, not as a traceback at exit
+    except BrokenPipeError:  # everything was said; a run keeps its job's exit code
+        _quiet_stdout()
+    return code
+
+
+def _quiet_stdout() -> None:
+    from .cli_commands import quiet_stdout
+
+    quiet_stdout()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     from . import cli_commands
 
-    handler = {
-        "run": cli_commands.run,
-        "init": cli_commands.init,
-    }.get(args.command) or getattr(cli_commands, f"{args.command}_{getattr(args, args.command + '_command')}")
+    name = args.command and getattr(args, f"{args.command}_command", args.command)
+    if name is None:  # a bare 'sparkjobs' or 'sparkjobs runs': its help is the answer
+        args.help_of.print_help()
+        return EXIT_OK
+    handler = getattr(cli_commands, name if name == args.command else f"{args.command}_{name}")
     return handler(args)
 
 

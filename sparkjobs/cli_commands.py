@@ -3,13 +3,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
+from .artifact_view import EntryKind, group_artifacts
+from .discovery import find_project
+from .errors import ConfigError
 from .progress import terminal_progress
 from .runs import RunRecord, RunStatus
 from .service import Interrupt, RunObserver, RunRequest, SparkJobs
+from .wording import count, sentence, size
 
-__all__ = ["run", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download"]
+__all__ = ["run", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download", "quiet_stdout"]
+
+
+def quiet_stdout() -> None:
+    """The reader of our output went away (``| head -1``): whatever is still to be printed goes
+    nowhere, quietly, instead of ending in a BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _start(args: argparse.Namespace) -> Path:
+    """Where to look for the project: --project, else the current folder."""
+    if args.project is None:
+        return Path.cwd()
+    if not args.project.exists():
+        raise ConfigError(f"The project folder {args.project} does not exist.")
+    if not args.project.is_dir():
+        raise ConfigError(f"--project {args.project} is not a folder.")
+    return args.project
+
+
+def _project(args: argparse.Namespace) -> Path | None:
+    """The enclosing project, found as git finds its repository, or None outside any."""
+    return find_project(_start(args))
+
+
+def _required_project(args: argparse.Namespace) -> Path:
+    start = _start(args)
+    found = find_project(start)
+    if found is None:
+        where = start.resolve()
+        raise ConfigError(
+            f"No sparkjobs project in {where} or any folder above it (none has aml_config/). "
+            f"Run 'sparkjobs init' to make {where} a project, or name one with --project DIR."
+        )
+    return found
 
 
 def _exit_code(record: RunRecord) -> int:
@@ -26,6 +71,15 @@ def _ask_kill_or_detach() -> str:
     return Interrupt.DETACH if answer.startswith("d") else Interrupt.KILL
 
 
+def _say(text: str) -> None:
+    """A line for the person watching, on stderr; if they have gone (``2>&1 | head``), the run
+    goes on and still ends with its job's exit code."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        pass
+
+
 def _observer(as_json: bool) -> RunObserver:
     # With --json, stdout carries only the record; the job's output goes to stderr.
     out = sys.stderr if as_json else sys.stdout
@@ -35,23 +89,35 @@ def _observer(as_json: bool) -> RunObserver:
 
     return RunObserver(
         on_line=line,
-        on_event=lambda message: print(f"sparkjobs: {message}", file=sys.stderr, flush=True),
+        on_event=lambda message: _say(f"sparkjobs: {message}"),
         on_interrupt=_ask_kill_or_detach,
         progress=terminal_progress,
     )
 
 
 def _print_summary(record: RunRecord) -> None:
-    print(f"sparkjobs: run {record.id} {record.status.value}" + (f" (exit code {record.exit_code})" if record.exit_code not in (None, 0) else "") + ".", file=sys.stderr)
-    if record.artifacts:
-        print(f"sparkjobs: {len(record.artifacts)} artifacts stored; see 'sparkjobs runs show {record.id}'.", file=sys.stderr)
+    # Each fact once: the error, when there is one, already says how the job ended.
+    headline = f"Run {record.id} {record.status.value}"
     if record.error and record.status is not RunStatus.COMPLETED:
-        print(f"sparkjobs: {record.error}", file=sys.stderr)
+        headline = f"{headline}. {sentence(record.error)}"
+    elif record.exit_code not in (None, 0):
+        headline = f"{headline} (exit code {record.exit_code})."
+    else:
+        headline += "."
+    _say(f"sparkjobs: {headline}")
+    if record.artifacts:
+        entries = group_artifacts(record.artifacts)
+        files = "" if len(entries) == len(record.artifacts) else f" ({count(len(record.artifacts), 'file')})"
+        stored = f"{count(len(entries), 'artifact')}{files} stored"
+        _say(f"sparkjobs: {stored}; see 'sparkjobs runs show {record.id}'.")
 
 
 def _report(record: RunRecord, as_json: bool) -> int:
     if as_json:
-        print(json.dumps(record.to_json(), indent=2))
+        try:
+            print(json.dumps(record.to_json(), indent=2), flush=True)
+        except BrokenPipeError:  # the run is recorded; its exit code still says how it went
+            quiet_stdout()
     else:
         _print_summary(record)
     return _exit_code(record)
@@ -59,7 +125,12 @@ def _report(record: RunRecord, as_json: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     service = SparkJobs()
-    request = RunRequest(args.project, args.config, args.script, tuple(args.args), detach=args.detach)
+    project = _required_project(args)
+    here = Path.cwd()
+    # A script path is the shell's: relative to the current folder when that is in the project.
+    inside = here == project or project in here.parents
+    request = RunRequest(project, args.config, args.script, tuple(args.args), detach=args.detach,
+                         script_base=here if inside else None)
     if args.dry_run:
         print(json.dumps(service.describe_run(request), indent=2))
         return 0
@@ -67,14 +138,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def init(args: argparse.Namespace) -> int:
-    created = SparkJobs().init_project(args.project, force=args.force)
+    created = SparkJobs().init_project(args.project or Path.cwd(), force=args.force)
     for path in created:
         print(f"created {path}")
     return 0
 
 
 def runs_list(args: argparse.Namespace) -> int:
-    records = SparkJobs().list_runs(args.project, all_projects=args.all, limit=args.limit or None)
+    project = _project(args)
+    records = SparkJobs().list_runs(project, all_projects=args.all, limit=args.limit or None)
+    if project is None and not args.all:  # said once the listing worked: an error is said alone
+        print(f"Not inside a sparkjobs project (no aml_config/ in {_start(args).resolve()} or above): "
+              "showing the runs of every project.", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))
         return 0
@@ -92,11 +167,12 @@ def runs_list(args: argparse.Namespace) -> int:
 
 def runs_show(args: argparse.Namespace) -> int:
     service = SparkJobs()
-    record = service.get_run(args.project, args.run_id)
+    project = _project(args)
+    record = service.get_run(project, args.run_id)
     if args.json:
         data = record.to_json()
         if args.log:
-            data["log_text"] = service.get_log(args.project, record.id)
+            data["log_text"] = service.get_log(project, record.id)
         print(json.dumps(data, indent=2))
         return 0
     fields = [
@@ -110,32 +186,44 @@ def runs_show(args: argparse.Namespace) -> int:
         fields.append(("error", record.error))
     for name, value in fields:
         print(f"{name + ':':<12}{value}")
-    print("artifacts:" if record.artifacts else "artifacts:  none")
-    for artifact in record.artifacts:
-        print(f"  {artifact.path}  {artifact.size} bytes  sha256:{artifact.sha256[:16]}")
-    for path in record.failed_artifacts:
-        print(f"  {path}  NOT STORED")
+    _print_artifacts(record)
     if args.log:
         print("\n--- driver log ---")
-        print(service.get_log(args.project, record.id), end="")
+        print(service.get_log(project, record.id), end="")
     return 0
+
+
+def _print_artifacts(record: RunRecord) -> None:
+    """One line per artifact as people think of them: a folder Spark wrote is one line."""
+    if not record.artifacts and not record.failed_artifacts:
+        print("artifacts:  none")
+        return
+    print("artifacts:")
+    rows = []
+    for entry in group_artifacts(record.artifacts):
+        if entry.kind is EntryKind.FILE:
+            rows.append((entry.path, size(entry.size)))
+        else:
+            rows.append((entry.path, f"({entry.kind.value}, {count(entry.files, 'file')}, {size(entry.size)})"))
+    rows += [(path, "NOT STORED") for path in record.failed_artifacts]
+    width = max(len(path) for path, _ in rows)
+    for path, what in rows:
+        print(f"  {path:<{width}}  {what}")
 
 
 def runs_attach(args: argparse.Namespace) -> int:
     service = SparkJobs()
-    return _report(service.attach(args.project, args.run_id, _observer(args.json)), args.json)
+    return _report(service.attach(_project(args), args.run_id, _observer(args.json)), args.json)
 
 
 def runs_recover(args: argparse.Namespace) -> int:
-    record = SparkJobs().recover(args.project, args.run_id, _observer(args.json))
+    record = SparkJobs().recover(_project(args), args.run_id, _observer(args.json))
     return _report(record, args.json)
 
 
 def artifacts_download(args: argparse.Namespace) -> int:
-    service = SparkJobs()
-    record = service.get_run(args.project, args.run_id)
-    total = sum(a.size for a in record.artifacts)
-    written = service.download(args.project, record.id, args.path, args.output, progress=terminal_progress("download", total))
+    written = SparkJobs().download(_project(args), args.run_id, args.path, args.output, overwrite=args.overwrite,
+                                   progress=terminal_progress)
     for path in written:
         print(path)
     return 0

@@ -19,6 +19,7 @@ import yaml
 
 from .config_yaml import YamlRefused, load_yaml
 from .errors import ConfigError
+from .wording import sentence
 
 __all__ = [
     "TargetType",
@@ -301,7 +302,7 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if len(self.items) == 1:
-            raise ConfigError(f"Invalid configuration: {self.items[0]}.")
+            raise ConfigError(sentence(f"Invalid configuration: {self.items[0]}"))  # "did you mean 'master'?"
         if self.items:
             listed = "".join(f"\n  - {item}" for item in self.items)
             raise ConfigError(f"Invalid configuration ({len(self.items)} problems):{listed}")

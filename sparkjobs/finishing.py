@@ -18,6 +18,7 @@ from .masking import redact
 from .errors import ArtifactTransferError, SparkJobsError, StorageError
 from .runs import Artifact, RunRecord, RunRepository, RunStatus
 from .targets.base import Outcome
+from .wording import count
 
 if TYPE_CHECKING:
     from .service import RunObserver
@@ -177,13 +178,9 @@ def collect_outputs(repo: RunRepository, run_id: str, outcome: Outcome, observer
         failed = tuple(sorted(reasons))
         shown = "; ".join(f"{k} ({reasons[k]})" for k in failed[:5])
         more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
-        error = f"{_count(len(failed), 'artifact')} could not be stored: {shown}{more}."
+        error = f"{count(len(failed), 'artifact')} could not be stored: {shown}{more}."
     artifacts = tuple(Artifact(r.key[len(run_prefix) + 1 :], r.size, r.sha256) for r in results)
     return artifacts, failed, error
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _sentence(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from .spark_env import check_java, read_spark_defaults, resource_dir
 from .targets import make_target
 from .credentials import known_secrets, redact
 from .stopping import StopRequests
+from .wording import count, size
 from .targets.base import Execution, Outcome, SubmitPlan, Target
 from .targets.local import SNAPSHOT_DIR
 from .targets.submit_process import EXIT_FILE, outcome_from_exit, read_exit_file
@@ -48,6 +49,17 @@ def resolve_argv(settings: RunSettings, script: str | None, args: tuple[str, ...
             f"({vector[0]}); run without a script name, or put \"$file\" in ArgumentVector."
         )
     return vector[0], tuple(vector[1:]) + tuple(args)
+
+
+def _named_script(root: Path, base: Path | None, script: str | None) -> str | None:
+    """The script named on the command line, relative to the project: a relative name starts
+    from ``base`` (the current folder, in a subfolder of the project) and must stay inside."""
+    if not script:
+        return script
+    full = ((base or root) / script).resolve()
+    if root not in full.parents:
+        raise ConfigError(f"The script {script} is outside the project {root}.")
+    return full.relative_to(root).as_posix()
 
 
 def _script_in_project(settings: RunSettings, script: str, snapshot: Snapshot) -> str:
@@ -107,14 +119,17 @@ def _save_snapshot(service: "SparkJobs", repo: RunRepository, snapshot: Snapshot
     progress = observer.progress("snapshot", snapshot.total_size)
     report = SnapshotStore(repo.store).save(snapshot, known_complete=known, progress=progress)
     if not report.already_complete:
-        observer.on_event(f"Snapshot {snapshot.digest[:12]}: stored {report.uploaded_files} new files ({report.uploaded_bytes} bytes).")
+        observer.on_event(
+            f"Snapshot {snapshot.digest[:12]}: stored {count(report.uploaded_files, 'new file')} ({size(report.uploaded_bytes)})."
+        )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"digest": snapshot.digest}))
 
 
 def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, Target]:
     settings = load_run_settings(request.project_dir, request.config, service.environ)
-    script, args = resolve_argv(settings, request.script, request.args)
+    named = _named_script(settings.project.root, request.script_base, request.script)
+    script, args = resolve_argv(settings, named, request.args)
     target = make_target(settings.compute, service.environ)
     if request.detach and not target.detachable:
         raise ConfigError(f"--detach works with cluster targets only, not '{settings.compute.type.value}'.")
@@ -310,7 +325,10 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
     record = repo.load(repo.resolve(run_id))
     if record.status.is_terminal:
         return record
-    settings = load_run_settings(project_dir or Path.cwd(), record.details.get("runconfig", record.target), service.environ)
+    if project_dir is None:
+        raise ConfigError(f"Run {record.id} can only be watched from its project, which has its configuration; "
+                          "run 'sparkjobs runs attach' there, or name it with --project DIR.")
+    settings = load_run_settings(project_dir, record.details.get("runconfig", record.target), service.environ)
     target = make_target(settings.compute, service.environ)
     resume = getattr(target, "reattach", None)
     if resume is None or not record.attachable:

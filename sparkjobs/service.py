@@ -14,9 +14,11 @@ from typing import Callable, Mapping
 
 from .config import ProjectSettings, load_project
 from .errors import ConfigError, StorageError, UnsafePathError
-from .runs import RunRecord, RunRepository
+from .runs import Artifact, RunRecord, RunRepository
 from .spark_env import resource_dir
-from .storage.base import ProgressCallback, Store, safe_join
+from .wording import count
+from .discovery import enclosing_project
+from .storage.base import ProgressCallback, Store, safe_join, sha256_file
 from .storage.local import LocalStore
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt"]
@@ -45,6 +47,9 @@ class RunRequest:
     script: str | None
     args: tuple[str, ...] = ()
     detach: bool = False
+    #: The folder a relative script path starts from (the shell's current folder when it is
+    #: inside the project); None means the project folder.
+    script_base: Path | None = None
 
 
 class SparkJobs:
@@ -105,54 +110,71 @@ class SparkJobs:
         path: str,
         dest: Path,
         *,
-        progress: ProgressCallback | None = None,
+        overwrite: bool = False,
+        progress: Callable[[str, int], ProgressCallback | None] | None = None,
     ) -> list[Path]:
-        """Download one artifact, or every artifact under a folder, into dest.
+        """Download one artifact, or a folder of them, into dest, as ``cp -r`` copies: a file
+        lands as ``dest/NAME``, a folder as ``dest/FOLDER/...``, and the whole outputs folder
+        (``outputs``, the default) as its contents. Returns the files written.
 
-        ``path`` is relative to the run (``outputs/model.pkl``); the artifact keeps its path
-        relative to the folder asked for, and nothing may land outside dest.
+        A file already in dest with the artifact's contents (same SHA-256) is left alone; one
+        with other contents is refused, naming it, unless ``overwrite``. Every destination is
+        checked before anything is written, and nothing may land outside dest.
         """
         repo = self.repository(project_dir)
         record = repo.load(repo.resolve(run_id))
         wanted = path.strip("/")
         if wanted and wanted != "outputs" and not wanted.startswith("outputs/"):
             wanted = f"outputs/{wanted}"
+        wanted = wanted or "outputs"
         parts = PurePosixPath(wanted).parts
         if ".." in parts or PurePosixPath(wanted).is_absolute():
             raise UnsafePathError(f"Artifact path {path!r} may not contain '..'.")
-        matches = [a for a in record.artifacts if a.path == wanted or a.path.startswith(wanted.rstrip("/") + "/")]
+        matches = [a for a in record.artifacts if a.path == wanted or a.path.startswith(wanted + "/")]
         if not matches:
             raise ConfigError(f"Run {record.id} has no artifact {path!r}; see 'sparkjobs runs show {record.id}'.")
-        base = str(PurePosixPath(wanted).parent) if len(matches) == 1 and matches[0].path == wanted else wanted
-        # Every destination is checked before anything is written: nothing half-downloaded.
-        plan = []
-        for artifact in matches:
-            relative = artifact.path[len(base) + 1 :] if base not in ("", ".") else artifact.path
-            plan.append((artifact, safe_join(Path(dest), relative)))  # refuses anything that would escape dest
-        written = []
+        base = "outputs" if wanted == "outputs" else str(PurePosixPath(wanted).parent)
+        plan = [(a, safe_join(Path(dest), a.path[len(base) + 1 :])) for a in matches]  # refuses escapes
+        plan = _files_to_write(plan, Path(dest), overwrite)
+        advance = progress("download", sum(a.size for a, _ in plan)) if progress and plan else None
+        written: list[Path] = []
         for artifact, target in plan:
             try:
-                repo.store.get_file(f"{repo.run_prefix(record.id)}/{artifact.path}", target)
+                _get_atomically(repo.store, f"{repo.run_prefix(record.id)}/{artifact.path}", target)
             except FileNotFoundError:
                 raise StorageError(
                     f"Run {record.id} lists {artifact.path}, but the run store at {repo.store.location} no longer "
-                    f"has it; {len(written)} of {len(plan)} files were downloaded to {dest}."
+                    f"has it; {count(len(written), 'file')} of {len(plan)} had been downloaded to {dest}."
                 ) from None
-            if progress:
-                progress(artifact.size)
+            if advance:
+                advance(artifact.size)
             written.append(target)
         return written
 
     # ---- init ------------------------------------------------------------------------------
     def init_project(self, project_dir: Path, *, force: bool = False) -> list[Path]:
+        """Create ``aml_config/`` in project_dir from the template.
+
+        A folder inside another project is refused unless ``force``: commands run there
+        already find the outer project, and a nested one would be in the outer one's
+        snapshots too. Existing template files are refused unless ``force`` as well.
+        """
+        folder = Path(project_dir).expanduser().absolute()
+        outer = enclosing_project(folder)
+        if outer is not None and not force:
+            raise ConfigError(
+                f"{folder} is inside the project {outer}, which sparkjobs commands run there already use. "
+                "To create a separate project nested in it anyway, use --force."
+            )
         template = resource_dir("aml_config")
-        dest = Path(project_dir) / "aml_config"
+        dest = folder / "aml_config"
         created = []
         files = [p for p in sorted(template.iterdir()) if p.is_file()]
         clashes = [dest / p.name for p in files if (dest / p.name).exists()]
         if clashes and not force:
             names = ", ".join(str(c) for c in clashes)
-            raise ConfigError(f"{names} already exist; use --force to overwrite them.")
+            verb, them = ("exists", "it") if len(clashes) == 1 else ("exist", "them")
+            raise ConfigError(f"{names} already {verb}; use --force to overwrite {them}.")
         dest.mkdir(parents=True, exist_ok=True)
         for source in files:
             shutil.copyfile(source, dest / source.name)
@@ -196,3 +218,40 @@ class SparkJobs:
         from .run_flow import recover
 
         return recover(self, project_dir, run_id, observer or RunObserver())
+
+
+def _files_to_write(plan: list[tuple[Artifact, Path]], dest: Path, overwrite: bool) -> list[tuple[Artifact, Path]]:
+    """What a download must write: files already there with the same contents are skipped;
+    anything else in the way is refused, before a single file is written."""
+    todo, clashes = [], []
+    for artifact, target in plan:
+        blocked = next((folder for folder in target.parents if folder.is_file()), None)
+        if blocked is not None:
+            raise ConfigError(f"{blocked} is a file, where {artifact.path} needs a folder; nothing was downloaded.")
+        if target.is_dir():
+            raise ConfigError(f"{target} is a folder, where {artifact.path} needs to be a file; nothing was downloaded.")
+        if target.is_file() and sha256_file(target) == artifact.sha256:
+            continue
+        if target.exists() and not overwrite:
+            clashes.append(target)
+        todo.append((artifact, target))
+    if len(clashes) == 1:
+        raise ConfigError(f"{clashes[0]} already exists with other contents; nothing was downloaded. Use --overwrite to replace it.")
+    if clashes:
+        shown = ", ".join(str(c) for c in clashes[:3]) + (f" and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise ConfigError(
+            f"{len(clashes)} files already exist in {dest} with other contents ({shown}); nothing was downloaded. "
+            "Use --overwrite to replace them."
+        )
+    return todo
+
+
+def _get_atomically(store: Store, key: str, target: Path) -> None:
+    """Download beside the target, then rename: an interrupted download never leaves half a
+    file, nor destroys the file it was replacing."""
+    partial = target.with_name(f".{target.name}.sparkjobs-partial")
+    try:
+        store.get_file(key, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
