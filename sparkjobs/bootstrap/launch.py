@@ -39,7 +39,9 @@ in the driver log; unpack
 or copy the snapshot into a temp folder and work there; set ``env``; run the script with
 ``runpy.run_path(..., run_name="__main__")`` (``__file__`` and ``sys.argv[0]`` are its absolute
 path; the script's folder, then the snapshot root, lead ``sys.path``); copy ``./outputs`` to
-``outputs_uri`` (also when the script failed); upload the log a last time; write
+``outputs_uri`` (also when the script failed; a failing script's traceback is printed from its own
+first frame, and an error raised in a Spark task as the task's Python traceback, once: see
+``tracebacks.py``); upload the log a last time; write
 ``{"exit_code": N, "run_id": ..., "outputs_sha256": {"model.pkl": "<hex>", ...}}`` to ``exit_uri`` (last, so its presence means the log and
 outputs are in storage: Livy only says success or dead, and forgets a batch after a while);
 exit with the script's exit code.
@@ -152,7 +154,10 @@ def _launch(spec: LaunchSpec, spark: Spark, work: str, digests: dict[str, str], 
     os.environ.update(spec.env)
     outputs = os.path.abspath("outputs")  # absolute: the script may chdir
     os.makedirs(outputs, exist_ok=True)
-    say(f"run {spec.run_id}: running {spec.script}")
+    if spec.log_uri:
+        # The stored driver log is read apart from what the submitter printed: say where the
+        # script's output starts. A local run's console already said which run this is.
+        say(f"run {spec.run_id}: running {spec.script}")
     code = run_script(spec.script, spec.args, root)
     if spec.outputs_uri and not ship_outputs(spark, outputs, spec.outputs_uri, digests) and code == 0:
         code = 1  # a run whose outputs were not all saved is not a success
