@@ -319,7 +319,7 @@ def test_driver_log_holds_prints_child_output_and_traceback(runs):
 @pytest.mark.spark
 def test_credentials_are_deleted_and_the_secret_is_written_nowhere(runs, run_root, secret):
     assert not (runs["fails"].folder / "_credentials.json").exists()
-    assert "set 1 Hadoop credential setting(s)" in runs["fails"].stdout
+    assert "set 1 Hadoop credential setting: " in runs["fails"].stdout
     leaks = [path for path in run_root.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert leaks == []
 
@@ -611,7 +611,7 @@ def test_snapshot_manifest_mode_copies_the_snapshot_and_records_the_exit_code(tm
         "run_id": "r1", "exit_code": 5, "outputs_sha256": {"seen.json": hashlib.sha256(seen).hexdigest()},
     }  # fmt: skip
     log = (run / "driver.log").read_text()
-    assert "manifest job ran" in log and "copied 6 snapshot file(s)" in log
+    assert "manifest job ran" in log and "copied 6 snapshot files (" in log
     assert not list((tmp_path / "cwd").iterdir())  # worked in a temp folder, left nothing behind
 
 

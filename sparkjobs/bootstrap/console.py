@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-__all__ = ["brief", "flush_stdio", "say"]
+__all__ = ["brief", "count", "flush_stdio", "say"]
 
 
 def brief(exc: BaseException) -> str:
@@ -14,6 +14,11 @@ def brief(exc: BaseException) -> str:
         return str(java.toString())
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def count(number: int, noun: str) -> str:
+    """``1 file``, ``2 files``: nouns here take an s."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def say(message: str) -> None:

@@ -80,7 +80,7 @@ import os
 import shutil
 import tempfile
 
-from .console import brief, say
+from .console import brief, count, say
 from .drivelog import driver_log
 from .hadoop import Spark, read_json
 from .outputs import ship_outputs
@@ -126,7 +126,7 @@ def _apply_credentials(uri: str, spark: Spark, mask: list[bytes]) -> None:
     if not settings:
         return  # only secrets to mask: no reason to make a SparkContext here
     spark.add_hadoop_settings(settings)
-    say(f"set {len(settings)} Hadoop credential setting(s): {', '.join(sorted(settings))}")
+    say(f"set {count(len(settings), 'Hadoop credential setting')}: {', '.join(sorted(settings))}")
 
 
 def _delete_credentials(uri: str, spark: Spark) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .console import brief, say
+from .console import brief, count, say
 from .hadoop import Spark
 from .snapshot import sha256_of
 from .spec import child_uri, local_path
@@ -35,7 +35,7 @@ def ship_outputs(spark: Spark, local_dir: str, uri: str, digests: dict[str, str]
         except Exception as exc:  # Py4JJavaError per file; one bad file must not stop the others
             failed += 1
             say(f"could not copy outputs/{relative} to {uri}: {brief(exc)}")
-    say(f"copied {copied} file(s) from ./outputs to {uri}" + (f"; {failed} failed" if failed else ""))
+    say(f"copied {count(copied, 'file')} from ./outputs to {uri}" + (f"; {failed} failed" if failed else ""))
     return failed == 0
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .console import brief, say
+from .console import brief, count, say
 from .hadoop import Spark, read_json
 from .spec import BootstrapError, LaunchSpec, child_uri, is_relative_posix
 
@@ -89,8 +89,8 @@ def _copy_objects(files: list[ManifestFile], objects_uri: str, root: str, spark:
     with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
         failed = [problem for problem in pool.map(fetch, files) if problem]
     if failed:
-        raise BootstrapError(f"Cannot copy {len(failed)} snapshot file(s) from storage: " + "; ".join(failed[:3]) + ".")
-    say(f"copied {len(files)} snapshot file(s) ({sum(f.size for f in files)} bytes) from {objects_uri}")
+        raise BootstrapError(f"Cannot copy {count(len(failed), 'snapshot file')} from storage: " + "; ".join(failed[:3]) + ".")
+    say(f"copied {count(len(files), 'snapshot file')} ({count(sum(f.size for f in files), 'byte')}) from {objects_uri}")
 
 
 def sha256_of(path: str) -> str:
