@@ -25,7 +25,6 @@ def say(message: str) -> None:
     print(f"sparkjobs bootstrap: {message}", file=sys.stderr, flush=True)
 
 
-
 def flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         if stream is not None:

@@ -160,4 +160,3 @@ def driver_log(uri: str | None, spark: Spark, work: str, mask: list[bytes] | Non
         periodic.stop()
         tee.stop()
         upload()
-

@@ -157,4 +157,3 @@ def read_json(location: str, spark: Spark, what: str) -> Any:
         return json.loads(raw.decode("utf-8"))
     except ValueError:
         raise BootstrapError(f"The {what} at {location} is not valid UTF-8 JSON.") from None
-

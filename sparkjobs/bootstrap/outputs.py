@@ -55,4 +55,3 @@ def _files_under(folder: str) -> tuple[list[str], list[tuple[str, str]]]:
             elif not os.path.isdir(path):
                 refused.append((relative, "not a regular file"))
     return sorted(found), sorted(refused)
-

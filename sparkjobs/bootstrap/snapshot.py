@@ -163,4 +163,3 @@ def _extract(archive: str, root: str) -> None:
                     os.chmod(target, mode)
     except (OSError, zipfile.BadZipFile) as exc:
         raise BootstrapError(f"Cannot unpack the snapshot archive {archive}: {exc}.") from None
-

@@ -109,4 +109,3 @@ def local_path(location: str) -> str | None:
 def child_uri(folder_uri: str, relative: str) -> str:
     """``relative`` inside a folder URI; appending (not rstrip) keeps ``wasbs:///x`` intact."""
     return (folder_uri if folder_uri.endswith("/") else folder_uri + "/") + relative
-
