@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
 from .errors import ConfigError, RunNotFound, SparkJobsError, StorageError, TargetError
 from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_record
+from .job_output import is_noise
 from .liveness import ProcessIdentity
 from .runs import RunRecord, RunRepository, RunStatus, new_run_id, utc_now
 from .snapshot import Snapshot, build_snapshot, cache_path_for
@@ -171,6 +172,8 @@ class _LogTee:
         self._observer_gone = False
 
     def __call__(self, line: str) -> None:
+        if is_noise(line):
+            return
         if self._secrets:
             line = redact(line, self._secrets)
         self._handle.write(line + "\n")

@@ -26,7 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from sparkjobs.bootstrap import BOOTSTRAP_PATH, RUNTIME_MODULES, build_runtime_zip, driver
+from sparkjobs.bootstrap import BOOTSTRAP_PATH, RUNTIME_MODULES, build_runtime_zip
+from sparkjobs.bootstrap.hadoop import Spark, read_json
+from sparkjobs.bootstrap.script import exit_code
+from sparkjobs.bootstrap.snapshot import ManifestFile, module_paths
+from sparkjobs.bootstrap.spec import EXIT_BOOTSTRAP, BootstrapError, LaunchSpec, child_uri, local_path
 
 CREDENTIAL_KEY = "fs.azure.account.key.testacct.blob.core.windows.net"
 SNAPSHOT_NAME = "snapshot-0123abcd.zip"
@@ -315,7 +319,7 @@ def test_driver_log_holds_prints_child_output_and_traceback(runs):
 @pytest.mark.spark
 def test_credentials_are_deleted_and_the_secret_is_written_nowhere(runs, run_root, secret):
     assert not (runs["fails"].folder / "_credentials.json").exists()
-    assert "set 1 Hadoop credential setting(s)" in runs["fails"].stdout
+    assert "set 1 Hadoop credential setting: " in runs["fails"].stdout
     leaks = [path for path in run_root.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert leaks == []
 
@@ -366,24 +370,49 @@ def test_runtime_zip_imports_with_the_standard_library_alone(tmp_path):
     assert result.stdout.split() == [str(runtime / "sparkjobs" / "context.py"), "False"]
 
 
+def test_driver_runs_from_the_runtime_zip_alone(tmp_path):
+    """A cluster has no sparkjobs: driver.py (Livy's file) imports the bootstrap from the zip."""
+    runtime = build_runtime_zip(tmp_path)
+    driver = tmp_path / "driver.py"
+    driver.write_bytes(BOOTSTRAP_PATH.read_bytes())
+    (tmp_path / "job.py").write_text("import sparkjobs.bootstrap.launch as launch\nprint('ran with', launch.__file__)\n")
+    (tmp_path / "spec.json").write_text(json.dumps(_spec("r", "job.py")))
+    result = subprocess.run(
+        [sys.executable, "-S", str(driver), str(tmp_path / "spec.json")],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(runtime), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"ran with {runtime / 'sparkjobs' / 'bootstrap' / 'launch.py'}\n"
+    missing = subprocess.run(
+        [sys.executable, "-S", str(driver), str(tmp_path / "spec.json")],
+        cwd=tmp_path, env={"PATH": os.environ.get("PATH", "")}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert missing.returncode == EXIT_BOOTSTRAP
+    assert "ship sparkjobs-runtime.zip with --py-files (Livy: pyFiles)" in missing.stderr
+
+
 def test_spec_problems_are_reported_together():
     bad = _spec("", "../escape.py", args="--alpha", env={"A": 1}, snapshot_archive="s.zip", extra=True)
     bad["version"] = 2
-    with pytest.raises(driver.BootstrapError) as caught:
-        driver.LaunchSpec.from_json(bad)
+    with pytest.raises(BootstrapError) as caught:
+        LaunchSpec.from_json(bad)
     message = str(caught.value)
     for fragment in ("unknown key 'extra'", "version is 2", "run_id", "script", "args", "env", "outputs_uri"):
         assert fragment in message
 
 
 def test_spec_round_trip():
-    spec = driver.LaunchSpec.from_json(_spec("r", "src/train.py", args=["-v"], env={"A": "1"}))
+    spec = LaunchSpec.from_json(_spec("r", "src/train.py", args=["-v"], env={"A": "1"}))
     assert (spec.script, spec.args, spec.env, spec.outputs_uri) == ("src/train.py", ("-v",), {"A": "1"}, None)
 
 
 @pytest.mark.parametrize("code, expected", [(None, 0), (0, 0), (3, 3), (True, 1), ("fatal: no data", 1)])
 def test_exit_codes_follow_sys_exit(code, expected):
-    assert driver._exit_code(code) == expected
+    assert exit_code(code) == expected
 
 
 @pytest.mark.parametrize(
@@ -392,12 +421,12 @@ def test_exit_codes_follow_sys_exit(code, expected):
      ("file:/tmp/spec.json", "/tmp/spec.json"), ("wasbs://c@a.blob.core.windows.net/spec.json", None)],
 )  # fmt: skip
 def test_local_path_of_a_location(location, expected):
-    assert driver._local_path(location) == expected
+    assert local_path(location) == expected
 
 
 def test_child_uri_keeps_the_default_container_form():
-    assert driver._child_uri("wasbs:///runs/r/outputs/", "a/b.txt") == "wasbs:///runs/r/outputs/a/b.txt"
-    assert driver._child_uri("file:///tmp/o", "x") == "file:///tmp/o/x"
+    assert child_uri("wasbs:///runs/r/outputs/", "a/b.txt") == "wasbs:///runs/r/outputs/a/b.txt"
+    assert child_uri("file:///tmp/o", "x") == "file:///tmp/o/x"
 
 
 @pytest.mark.parametrize(
@@ -414,7 +443,7 @@ def test_bootstrap_errors_exit_2_before_running_anything(tmp_path, spec, message
     result = subprocess.run(
         [sys.executable, str(BOOTSTRAP_PATH), str(spec_path)], cwd=tmp_path, capture_output=True, text=True, check=False
     )
-    assert result.returncode == driver.EXIT_BOOTSTRAP
+    assert result.returncode == EXIT_BOOTSTRAP
     assert message in result.stderr
 
 
@@ -423,17 +452,17 @@ def test_bootstrap_errors_exit_2_before_running_anything(tmp_path, spec, message
 TEE_PROGRAM = """
 import json, os, sys, time
 from pathlib import Path
-from sparkjobs.bootstrap import driver
+from sparkjobs.bootstrap import drivelog
 
 class CopyingUploader:
     copies = []
     def upload(self, local, uri):
         self.copies.append(Path(local).read_text())
 
-driver.LOG_INTERVAL_SECONDS = 0.2
-driver.LOG_CAP_BYTES = int(sys.argv[2])
+drivelog.LOG_INTERVAL_SECONDS = 0.2
+drivelog.LOG_CAP_BYTES = int(sys.argv[2])
 uploader = CopyingUploader()
-with driver._driver_log("file:///ignored/driver.log", uploader, sys.argv[1]):
+with drivelog.driver_log("file:///ignored/driver.log", uploader, sys.argv[1]):
     print("from python stdout")
     print("from python stderr", file=sys.stderr)
     os.system("echo from a child process")
@@ -493,7 +522,7 @@ def test_plain_python_run_deletes_credentials_it_cannot_use(tmp_path, secret):
 def test_hadoop_file_operations_on_file_uris(tmp_path):
     """The reads and deletes that remote specs and credentials take (the runs above read local
     files with open()); a JVM gateway only, no SparkContext."""
-    hadoop = driver._Spark(plain_local_files=False)  # no spark-submit here, but Hadoop is under test
+    hadoop = Spark(plain_local_files=False)  # no spark-submit here, but Hadoop is under test
     source = tmp_path / "source.json"
     source.write_text('{"a": 1}')
     target = (tmp_path / "remote" / "deep" / "copy.json").as_uri()
@@ -505,8 +534,8 @@ def test_hadoop_file_operations_on_file_uris(tmp_path):
         assert not list(tmp_path.rglob("*.crc"))
         hadoop.delete(target)
         assert not (tmp_path / "remote" / "deep" / "copy.json").exists()
-        with pytest.raises(driver.BootstrapError, match="Cannot read the launch spec"):
-            driver._read_json(target.replace("file:", "nosuchfs:"), hadoop, "launch spec")
+        with pytest.raises(BootstrapError, match="Cannot read the launch spec"):
+            read_json(target.replace("file:", "nosuchfs:"), hadoop, "launch spec")
     finally:
         hadoop.close()
 
@@ -582,7 +611,7 @@ def test_snapshot_manifest_mode_copies_the_snapshot_and_records_the_exit_code(tm
         "run_id": "r1", "exit_code": 5, "outputs_sha256": {"seen.json": hashlib.sha256(seen).hexdigest()},
     }  # fmt: skip
     log = (run / "driver.log").read_text()
-    assert "manifest job ran" in log and "copied 6 snapshot file(s)" in log
+    assert "manifest job ran" in log and "copied 6 snapshot files (" in log
     assert not list((tmp_path / "cwd").iterdir())  # worked in a temp folder, left nothing behind
 
 
@@ -594,9 +623,9 @@ def test_snapshot_manifest_with_an_unsafe_path_is_refused(tmp_path, bad_path):
     data["files"][0]["path"] = bad_path
     manifest.write_text(json.dumps(data))
     result = _plain_bootstrap(tmp_path, _manifest_spec(store, digest, args=["0"]))
-    assert result.returncode == driver.EXIT_BOOTSTRAP
+    assert result.returncode == EXIT_BOOTSTRAP
     assert "unsafe path" in result.stderr and not (tmp_path / "escape.txt").exists()
-    assert json.loads((store / "runs" / "r1" / "exit.json").read_text())["exit_code"] == driver.EXIT_BOOTSTRAP
+    assert json.loads((store / "runs" / "r1" / "exit.json").read_text())["exit_code"] == EXIT_BOOTSTRAP
 
 
 def test_snapshot_object_that_does_not_match_its_digest_stops_the_run(tmp_path):
@@ -604,7 +633,7 @@ def test_snapshot_object_that_does_not_match_its_digest_stops_the_run(tmp_path):
     entry = next(f for f in json.loads((store / "snapshots" / digest / "manifest.json").read_text())["files"] if f["path"] == "run.py")
     (store / "objects" / entry["sha256"][:2] / entry["sha256"]).write_text("print('tampered')\n")
     result = _plain_bootstrap(tmp_path, _manifest_spec(store, digest, args=["0"]))
-    assert result.returncode == driver.EXIT_BOOTSTRAP
+    assert result.returncode == EXIT_BOOTSTRAP
     assert "run.py: the stored object does not match the manifest" in result.stderr
     assert "tampered" not in result.stdout
 
@@ -619,11 +648,11 @@ def test_snapshot_object_that_does_not_match_its_digest_stops_the_run(tmp_path):
     ],
 )
 def test_snapshot_manifest_spec_problems(fields, message):
-    with pytest.raises(driver.BootstrapError, match=message):
-        driver.LaunchSpec.from_json(_spec("r", "train.py", **fields))
+    with pytest.raises(BootstrapError, match=message):
+        LaunchSpec.from_json(_spec("r", "train.py", **fields))
 
 
 def test_executors_get_python_files_and_package_data_but_not_other_data():
-    files = [driver._ManifestFile(path, 1, "0" * 64, False) for path in
+    files = [ManifestFile(path, 1, "0" * 64, False) for path in
              ("train.py", "jobs/run.py", "pkg/__init__.py", "pkg/table.csv", "pkg/sub/x.txt", "data/big.csv", "README.md")]
-    assert driver._module_paths(files) == ["jobs/run.py", "pkg/__init__.py", "pkg/table.csv", "train.py"]
+    assert module_paths(files) == ["jobs/run.py", "pkg/__init__.py", "pkg/table.csv", "train.py"]

@@ -1,9 +1,15 @@
 """The driver-side program a submitter ships, and the runtime zip that goes with it.
 
 ``driver.py`` is what spark-submit (or Livy) runs as the application's main file instead of the
-user's script; see its docstring for the launch spec. It imports nothing of sparkjobs because
-sparkjobs is not installed on clusters. What a job does import, ``from sparkjobs import
-context``, travels in the runtime zip built here and shipped in ``pyFiles``.
+user's script: a short entry point into this package (``launch.py`` describes the launch spec
+and the steps). sparkjobs is not installed on clusters, so this package and what a job imports,
+``from sparkjobs import context``, travel in the runtime zip built here and shipped in
+``pyFiles``; all of it imports only the standard library (and pyspark, lazily).
+
+Modules: ``spec`` (the launch spec and its locations), ``console`` (the bootstrap's messages),
+``hadoop`` (storage I/O through Spark's JVM), ``snapshot`` (making the snapshot the working
+folder), ``drivelog`` (the tee into the driver log), ``script`` and ``tracebacks`` (running the
+script and printing how it failed), ``outputs`` (copying ./outputs), ``launch`` (the steps).
 """
 from __future__ import annotations
 
@@ -20,8 +26,13 @@ __all__ = ["BOOTSTRAP_PATH", "RUNTIME_MODULES", "build_runtime_zip"]
 BOOTSTRAP_PATH: Path = Path(__file__).resolve().with_name("driver.py")
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-#: The files of the runtime zip, as archive names; both import only the standard library.
-RUNTIME_MODULES: tuple[str, ...] = ("sparkjobs/__init__.py", "sparkjobs/context.py")
+#: The files of the runtime zip, as archive names: what a job imports, and the bootstrap's modules
+#: (all but driver.py, which travels as the batch's file). All import only the standard library.
+RUNTIME_MODULES: tuple[str, ...] = (
+    "sparkjobs/__init__.py",
+    "sparkjobs/context.py",
+    *(f"sparkjobs/bootstrap/{path.name}" for path in sorted(Path(__file__).resolve().parent.glob("*.py")) if path.name != "driver.py"),
+)
 
 # Fixed metadata makes the bytes depend on the sources alone, so the zip can be stored and
 # uploaded once per content (its digest is its name) rather than once per run.
@@ -55,7 +66,7 @@ def build_runtime_zip(dest: Path) -> Path:
 
 
 def _runtime_zip_bytes() -> bytes:
-    """The zip's bytes, built in memory: two small files, fixed order and timestamps."""
+    """The zip's bytes, built in memory: a few small files, fixed order and timestamps."""
     buffer = BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in RUNTIME_MODULES:
