@@ -58,16 +58,23 @@ RUN: dict[str, Check] = {
     "spark-submit --master 'local[*]' train.py --alpha 0.5": Check("repo", folder="examples/iris"),
     # README, "Using it": a project with a train.py (the sample's scripts and data) but no
     # aml_config/ yet; examples/iris/README.md's list and download run here too.
+    "sparkjobs --version": Check("project"),
+    "sparkjobs runs": Check("project"),  # bare: prints its help, exit 0
+    "sparkjobs artifacts": Check("project"),
     "sparkjobs init": Check("project"),
     "sparkjobs run -c local train.py --alpha 0.5": Check("project"),
     "sparkjobs run -c local train.py --alpha 0.01": Check("project"),
     "sparkjobs runs list": Check("project"),
+    "sparkjobs runs list | head -1": Check("project"),
     "sparkjobs runs show RUN_ID --log": Check("project"),
     "sparkjobs artifacts download RUN_ID outputs/model.pkl -o ./here": Check("project"),
     "sparkjobs artifacts download RUN_ID outputs/metrics.json": Check("project"),
     # The sample project as it is.
     "sparkjobs run -c local train.py": Check("iris"),
     "sparkjobs run -c local fail.py": Check("iris", exit_code=1),  # fail.py exits 3: a failed run
+    "sparkjobs run -c local ../train.py": Check("iris", folder="data"),  # from a subfolder
+    "sparkjobs runs show RUN_ID": Check("iris"),
+    "sparkjobs artifacts download RUN_ID outputs/model -o saved": Check("iris"),
     "spark-submit fail.py; echo $?": Check("iris"),
     # A run whose sparkjobs process was killed (kill -9) while its job ran: a lost run.
     "sparkjobs runs recover RUN_ID": Check("lost", exit_code=1),  # settled as killed
@@ -81,7 +88,13 @@ RUN: dict[str, Check] = {
 
 NOT_RUN: dict[str, str] = {
     "sparkjobs run": "the command named in a sentence, not a command line",
-    "sparkjobs run --json": "an option named in a sentence; --json runs in the tests of the CLI",
+    "pip install": "pip named in a sentence",
+    "pip install --user": "an option named in a sentence; tests/test_install.py installs the wheel with --user",
+    "python3 -m venv .venv": "makes the virtual environment the tests already run in; tests/test_install.py makes its own",
+    "sparkjobs COMMAND --help": "a synopsis (COMMAND is a placeholder); tests/test_cli_habits.py checks every command's help",
+    "sparkjobs artifacts download RUN_ID outputs/numbers -o ./here":
+        "an example folder no documented run writes; folder downloads run here as 'outputs/model -o saved' and in "
+        "tests/test_artifacts_view.py",
     "sparkjobs run … | head": "the shape of a command line in a sentence (… is the rest of it)",
     "spark-submit train.py [--alpha 0.01] [--l1-ratio 0.0] [--test-fraction 0.3] [--seed 42]":
         "a usage synopsis ([...] is optional); bare spark-submit of train.py runs above",
