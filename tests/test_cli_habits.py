@@ -227,7 +227,7 @@ def test_a_run_whose_reader_goes_away_ends_with_its_jobs_exit_code(project):
 def test_a_bare_sparkjobs_prints_the_help(tmp_path):
     done = cli(cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
-    assert done.stdout.startswith("usage: sparkjobs [-h] [--project DIR] COMMAND ...\n")
+    assert done.stdout.startswith("usage: sparkjobs [-h] [--project DIR] [--version] COMMAND ...\n")
     for line in ("    run          run a script in a fresh snapshot of the project",
                  "    runs         the run history", "    artifacts    a run's outputs"):
         assert line + "\n" in done.stdout
