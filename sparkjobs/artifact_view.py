@@ -5,9 +5,10 @@ a ``_SUCCESS`` marker: one table to the person who wrote it. Every file is still
 listed in the run record; this is only how the record is shown (``runs show``, the run
 summary, and the coming web page).
 
-A folder is one entry when Spark finished writing it (it holds ``_SUCCESS``), or when it holds
-no files of its own and every folder in it is such an entry: a Spark ML model is a
-``metadata/`` table beside ``data/`` or ``stages/`` tables.
+A folder is one entry when Spark finished writing it (it holds ``_SUCCESS``), or when it is a
+Spark ML model: no files of its own, a ``metadata/`` table, and only such entries beside it
+(``data/``, ``stages/``). An ordinary folder that merely holds a table, ``outputs/`` itself
+included, stays a folder.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ class EntryKind(str, enum.Enum):
     FILE = "file"
     SPARK_TABLE = "Spark table"
     SPARK_MODEL = "Spark ML model"
-    SPARK_FOLDER = "Spark output"
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class _Folder:
         """What Spark made of this folder, or None if it is an ordinary folder."""
         if _SUCCESS in self.files:
             return EntryKind.SPARK_TABLE
-        if self.files or not self.folders or not all(child.kind() for child in self.folders.values()):
+        if self.files or "metadata" not in self.folders or not all(child.kind() for child in self.folders.values()):
             return None
-        return EntryKind.SPARK_MODEL if "metadata" in self.folders else EntryKind.SPARK_FOLDER
+        return EntryKind.SPARK_MODEL
 
 
 def _tree(artifacts: Iterable[Artifact]) -> _Folder:

@@ -152,3 +152,21 @@ def test_download_refuses_a_file_where_a_folder_must_go(spark_run, tmp_path):
     assert done.returncode == 2 and done.stderr.startswith(f"Error: {(tmp_path / 'X' / 'numbers').resolve()} is a file, where outputs/numbers/")
     assert done.stderr.endswith(" needs a folder; nothing was downloaded.\n") and len(done.stderr.splitlines()) == 1
     assert (tmp_path / "X" / "numbers").read_text() == "a file, not a folder"
+
+
+def test_a_folder_that_only_holds_a_table_stays_a_folder():
+    # Seen by trying it: a run whose only output was outputs/t/ (part file and _SUCCESS) was
+    # shown as "outputs/  (Spark output, ...)", hiding the table's own name.
+    from sparkjobs.artifact_view import EntryKind, group_artifacts
+    from sparkjobs.runs import Artifact
+
+    digest = "0" * 64
+    files = ["outputs/t/part-0000", "outputs/t/_SUCCESS", "outputs/exports/u/part-0", "outputs/exports/u/_SUCCESS",
+             "outputs/m/metadata/part-0", "outputs/m/metadata/_SUCCESS", "outputs/m/data/part-0", "outputs/m/data/_SUCCESS"]
+    entries = group_artifacts([Artifact(path, 1, digest) for path in files])
+    shown = {entry.path: entry.kind for entry in entries}
+    assert shown == {
+        "outputs/t/": EntryKind.SPARK_TABLE,
+        "outputs/exports/u/": EntryKind.SPARK_TABLE,
+        "outputs/m/": EntryKind.SPARK_MODEL,
+    }
