@@ -52,9 +52,16 @@ class _Folder:
         """What Spark made of this folder, or None if it is an ordinary folder."""
         if _SUCCESS in self.files:
             return EntryKind.SPARK_TABLE
-        if self.files or "metadata" not in self.folders or not all(child.kind() for child in self.folders.values()):
-            return None
-        return EntryKind.SPARK_MODEL
+        if "metadata" in self.folders and self._only_spark_parts():
+            return EntryKind.SPARK_MODEL
+        return None
+
+    def _only_spark_parts(self) -> bool:
+        """No files of its own, and every folder a table, a model, or a folder of those (a
+        pipeline model's ``stages/``)."""
+        return not self.files and bool(self.folders) and all(
+            child.kind() is not None or child._only_spark_parts() for child in self.folders.values()
+        )
 
 
 def _tree(artifacts: Iterable[Artifact]) -> _Folder:
