@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from plugins.hdi_cluster import HdiCluster
+from plugins.hdi_cluster import HdiCluster, HdiClusterError, HdiOptions, start_hdi_cluster
 
 from livy import Batch, BatchRequest, BatchState, DuplicateBatchName, LivyClient, LivyHTTPError, RetryPolicy, unique_name
 
@@ -137,3 +137,11 @@ def test_local_file_outside_the_whitelist_is_refused(hdi_cluster: HdiCluster, hd
         hdi_livy.create_batch(BatchRequest(file=outside.as_uri(), name=unique_name("hdi-outside")))
     assert refused.value.status == 400
     assert "cannot be added to user sessions" in refused.value.message
+
+
+def test_a_cluster_that_cannot_start_says_which_part_and_why(tmp_path: Path) -> None:
+    with pytest.raises(HdiClusterError) as failed:
+        start_hdi_cluster(tmp_path, HdiOptions(yarn_memory_mb=-1), timeout=120)
+    message = str(failed.value)
+    assert message.startswith("YARN (Hadoop 3.3.4 MiniYARNCluster) did not start: it exited with code 1.")
+    assert "MiniYarn: YARN did not start:" in message and str(tmp_path / "yarn.log") in message
