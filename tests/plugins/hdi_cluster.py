@@ -47,6 +47,7 @@ __all__ = [
     "HdiCluster",
     "HdiClusterError",
     "HdiOptions",
+    "cluster_pythonpath",
     "cluster_spark_home",
     "hdi_cluster",
     "hdi_cluster_options",
@@ -166,6 +167,12 @@ class HdiCluster:
     def restart_livy(self, timeout: float = 120.0) -> None:
         self.stop_livy()
         self.start_livy(timeout)
+
+
+def cluster_pythonpath() -> Path:
+    """The folder holding the cluster's pyspark 3.5.3 and py4j. A process that imports pyspark
+    as the cluster does must have it first on PYTHONPATH, or it gets the main pyspark 4."""
+    return fetch_all(log=lambda _line: None).spark_pythonpath
 
 
 def cluster_spark_home() -> Path:
