@@ -17,7 +17,16 @@ import pytest
 import requests
 from plugins.hdi_cluster import HdiCluster, HdiClusterError, HdiOptions, start_hdi_cluster
 
-from livy import Batch, BatchRequest, BatchState, DuplicateBatchName, LivyClient, LivyHTTPError, RetryPolicy, unique_name
+from livy import (
+    Batch,
+    BatchRequest,
+    BatchState,
+    DuplicateBatchName,
+    LivyClient,
+    LivyHTTPError,
+    RetryPolicy,
+    unique_name,
+)
 
 # The first test may start the cluster (and fetch it, on a new machine) and waits for both jobs.
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]

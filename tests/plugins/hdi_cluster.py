@@ -114,6 +114,7 @@ class HdiCluster:
     event_log_dir: Path  # spark.eventLog.dir
     workdir: Path
     options: HdiOptions = field(repr=False)
+    components: Components = field(repr=False)
     daemons: _Daemons = field(repr=False, compare=False)
 
     @property
@@ -134,16 +135,14 @@ class HdiCluster:
 
     def spark_env(self) -> dict[str, str]:
         """The environment in which spark-submit runs as the cluster's (Livy uses the same)."""
-        env = {name: os.environ[name] for name in _ENV_PASSED if name in os.environ}
-        env.update(
-            JAVA_HOME=str(_java_home()),
-            SPARK_HOME=str(self.spark_home),
-            SPARK_CONF_DIR=str(self.spark_conf_dir),
-            HADOOP_CONF_DIR=str(self.conf_dir),
-            SPARK_LOCAL_IP="127.0.0.1",
-        )
-        env.update(self.options.env)
-        return env
+        return {
+            **_base_env(),
+            "SPARK_HOME": str(self.spark_home),
+            "SPARK_CONF_DIR": str(self.spark_conf_dir),
+            "HADOOP_CONF_DIR": str(self.conf_dir),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            **self.options.env,
+        }
 
     def diagnostics(self, limit: int = 4000) -> str:
         """The tails of YARN's and Livy's logs, for failure messages."""
@@ -202,7 +201,7 @@ def start_hdi_cluster(workdir: Path | None = None, options: HdiOptions | None = 
         spark_conf_dir=folders["spark-conf"], livy_conf_dir=folders["livy-conf"], livy_log=workdir / "livy.log",
         yarn_log=workdir / "yarn.log", container_log_dir=Path(ready["nm.log-dirs"].split(",")[0]),
         upload_dir=folders["upload"], event_log_dir=folders["spark-events"], workdir=workdir, options=options,
-        daemons=_Daemons(yarn),
+        components=parts, daemons=_Daemons(yarn),
     )
     try:
         _write_core_site(cluster)
@@ -239,10 +238,9 @@ def _java_home() -> Path:
     return Path(java).resolve().parents[1]
 
 
-def _base_env(options: HdiOptions) -> dict[str, str]:
+def _base_env() -> dict[str, str]:
     env = {name: os.environ[name] for name in _ENV_PASSED if name in os.environ}
     env["JAVA_HOME"] = str(_java_home())
-    env.update(options.env)
     return env
 
 
@@ -255,7 +253,7 @@ def _start_yarn(parts: Components, conf_dir: Path, yarn_dir: Path, options: HdiO
             "-cp", parts.yarn_classpath, "MiniYarn", str(conf_dir), str(options.yarn_memory_mb),
             str(options.yarn_vcores)]
     with open(log_path, "wb") as log:  # the child keeps its own handle
-        process = subprocess.Popen(argv, cwd=yarn_dir, env=_base_env(options), stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(argv, cwd=yarn_dir, env={**_base_env(), **options.env}, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     ready_file = conf_dir / "READY"
     deadline = time.monotonic() + timeout
@@ -327,9 +325,8 @@ def _write_livy_conf(cluster: HdiCluster, port: int) -> None:
 
 
 def _start_livy(cluster: HdiCluster, timeout: float) -> subprocess.Popen:
-    parts = fetch_all(log=lambda _line: None)
     java = str(_java_home() / "bin" / "java")
-    classpath = os.pathsep.join([parts.livy_classpath, str(cluster.livy_conf_dir), str(cluster.conf_dir)])
+    classpath = os.pathsep.join([cluster.components.livy_classpath, str(cluster.livy_conf_dir), str(cluster.conf_dir)])
     env = cluster.spark_env()
     env.update(LIVY_CONF_DIR=str(cluster.livy_conf_dir), LIVY_LOG_DIR=str(cluster.workdir / "livy-logs"))
     tmp = cluster.workdir / "livy-tmp"
