@@ -24,6 +24,7 @@ behind are found by the pid files the NodeManager wrote and are stopped the same
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -254,7 +255,8 @@ def _start_yarn(parts: Components, conf_dir: Path, yarn_dir: Path, options: HdiO
             str(options.yarn_vcores)]
     with open(log_path, "wb") as log:  # the child keeps its own handle
         process = subprocess.Popen(argv, cwd=yarn_dir, env={**_base_env(), **options.env}, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
     ready_file = conf_dir / "READY"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None and not ready_file.is_file():
@@ -335,7 +337,8 @@ def _start_livy(cluster: HdiCluster, timeout: float) -> subprocess.Popen:
             "org.apache.livy.server.LivyServer"]
     with open(cluster.livy_log, "ab") as log:  # a restart appends: the log tells the whole story
         process = subprocess.Popen(argv, cwd=cluster.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if _answers(cluster.livy_url + "/version"):
@@ -347,6 +350,15 @@ def _start_livy(cluster: HdiCluster, timeout: float) -> subprocess.Popen:
     tail = cluster.livy_log_text()[-4000:]
     raise HdiClusterError(f"{LIVY} at {cluster.livy_url} did not start: it {why}. "
                           f"Its log ({cluster.livy_log}) ends:\n{tail}")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the process that started it dies, so a test
+    run killed outright leaves no YARN or Livy behind (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the fixture's teardown still stops it
 
 
 def _answers(url: str) -> bool:
