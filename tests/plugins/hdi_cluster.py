@@ -42,7 +42,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
-from hdi.fetch import HADOOP_VERSION, LIVY_VERSION, SPARK_VERSION, Components, FetchError, fetch_all
+from hdi.fetch import HADOOP_VERSION, LIVY_VERSION, Components, FetchError, fetch_all
 
 __all__ = [
     "HdiCluster",
