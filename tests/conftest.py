@@ -4,4 +4,5 @@ pytest_plugins = [
     "plugins.azurite",
     "plugins.livy_server",
     "plugins.spark_cluster",
+    "plugins.hdi_cluster",
 ]
