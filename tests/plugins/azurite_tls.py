@@ -195,8 +195,8 @@ class TlsAzurite:
         return self.server.pid
 
     @staticmethod
-    def host(account: str = DEV_ACCOUNT) -> str:
-        return f"{account}.blob.core.windows.net"
+    def host(account: str = DEV_ACCOUNT, service: str = "blob") -> str:
+        return f"{account}.{service}.core.windows.net"
 
     def wasbs(self, container: str, path: str = "", account: str = DEV_ACCOUNT) -> str:
         """A real ``wasbs://`` URI, unchanged from what a job on HDInsight would use."""
@@ -248,6 +248,14 @@ def _loopback_address() -> str:
     raise RuntimeError(f"No free loopback address for port {HTTPS_PORT} after 20 tries.")
 
 
+def _own_address() -> str:
+    """What this machine's name resolves to now, so Spark binds as it would without the file."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
 def _answers_tls(address: str, ca_file: Path, server_name: str) -> bool:
     import ssl
 
@@ -269,11 +277,13 @@ def start_tls_azurite(timeout: float = 30.0) -> TlsAzurite:
     accounts = {DEV_ACCOUNT: DEV_KEY, SECOND_ACCOUNT: base64.b64encode(secrets.token_bytes(64)).decode()}
     folder = Path(tempfile.mkdtemp(prefix="azurite-tls-"))
     address = _loopback_address()
-    names = [TlsAzurite.host(account) for account in accounts]
+    # The dfs names too: Azurite has no ADLS Gen2 API, but the abfs driver's requests reach it
+    # and are signed with the key, which Azurite checks (see test_wasb_driver's abfss tests).
+    names = [TlsAzurite.host(account) for account in accounts] + [TlsAzurite.host(account, "dfs") for account in accounts]
     tls = _make_tls(folder, names, address)
     trust = _trust_store(folder, tls.ca_file)
     hosts = folder / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost {socket.gethostname()}\n{address} {' '.join(names)}\n")
+    hosts.write_text(f"127.0.0.1 localhost\n{_own_address()} {socket.gethostname()}\n{address} {' '.join(names)}\n")
     env = {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{name}:{key}" for name, key in accounts.items())}
     argv = [node, str(main), "--blobHost", address, "--blobPort", str(HTTPS_PORT), "--inMemoryPersistence",
             "--cert", str(tls.cert_file), "--key", str(tls.key_file),
