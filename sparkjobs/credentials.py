@@ -26,6 +26,9 @@ applies to the account it names. The file is ``$SPARKJOBS_CREDENTIALS``, else
 
     storage:
       myaccount: {key: ..., sas: ..., connection_string: ...}   # any one of them
+      # optional, with any of them: a CA file that signs the endpoint's TLS certificate
+      # (Azure Stack, an HTTPS emulator, an inspecting proxy); verification is never turned off
+      myaccount2: {connection_string: ..., ca_bundle: /path/to/ca.pem}
     livy:
       https://mycluster.azurehdinsight.net/livy: {password: ...}  # or just: mycluster
 """
@@ -36,8 +39,8 @@ import importlib.util
 import logging
 import os
 import stat
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -78,7 +81,8 @@ ENV_CREDENTIALS_FILE = "SPARKJOBS_CREDENTIALS"
 CREDENTIAL_VARIABLES: tuple[str, ...] = (
     ENV_CONNECTION_STRING, ENV_KEY, ENV_SAS, ENV_LIVY_PASSWORD, ENV_CREDENTIALS_FILE,
 )
-_STORAGE_FIELDS = {"key", "sas", "connection_string"}
+_SECRET_FIELDS = ("key", "sas", "connection_string")
+_STORAGE_FIELDS = {*_SECRET_FIELDS, "ca_bundle"}
 _LIVY_FIELDS = {"password"}
 _WARNED: set[tuple[Path, int]] = set()
 _WARNED_SHORT: set[str] = set()
@@ -97,12 +101,15 @@ class StorageCredentials:
 
     ``source`` says where the secret came from (an environment variable's name or the
     credentials file's path), so error messages can point there without showing the value.
+    ``ca_bundle`` is a CA file to verify the endpoint's TLS certificate with, instead of the
+    system's CAs (None: the system's); it is not a secret.
     """
 
     account: str
     kind: CredentialKind
     secret: str | None = field(default=None, repr=False)
     source: str = ""
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind is not CredentialKind.IDENTITY and not self.secret:
@@ -131,7 +138,8 @@ class StorageCredentials:
         shown = "***" if self.secret else None
         return (
             f"StorageCredentials(account={self.account!r}, kind={self.kind.value!r}, "
-            f"secret={shown!r}, source={self.source!r})"
+            f"secret={shown!r}, source={self.source!r}"
+            + (f", ca_bundle={self.ca_bundle!r})" if self.ca_bundle else ")")
         )
 
     __str__ = __repr__
@@ -289,6 +297,21 @@ def resolve_storage_credentials(
         value = file.storage.get(account, {}).get(field_name) if file else None
         return (value, str(file.path)) if file and value else None
 
+    found = _first_credentials(account, environ, from_file)
+    bundle = from_file("ca_bundle")
+    if bundle is None:
+        return found
+    path = _expand(bundle[0], environ)
+    if not path.is_file():
+        raise ConfigError(f"The CA bundle {path} named in {bundle[1]} (storage.{account}.ca_bundle) is not a file.")
+    return replace(found, ca_bundle=str(path))
+
+
+def _first_credentials(
+    account: str, environ: Mapping[str, str], from_file: Callable[[str], tuple[str, str] | None]
+) -> StorageCredentials:
+    """The first credentials found for ``account``, in the order of the module docstring."""
+
     scoped = environ.get("AZURE_STORAGE_ACCOUNT") in (None, "", account)
     connection = environ.get(ENV_CONNECTION_STRING)
     if connection:
@@ -423,6 +446,8 @@ def known_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
         kinds = {"key": CredentialKind.ACCOUNT_KEY, "sas": CredentialKind.SAS, "connection_string": CredentialKind.CONNECTION_STRING}
         for account, entry in sorted(file.storage.items()):
             for field_name, value in sorted(entry.items()):
+                if field_name not in kinds:
+                    continue  # a CA bundle's path is no secret
                 found.append((value, kinds[field_name], f"{file.path} (storage.{account}.{field_name})"))
         for cluster, password in sorted(file.livy.items()):
             found.append((password, None, f"{file.path} (livy.{cluster})"))

@@ -2,6 +2,7 @@
 pytest_plugins = [
     "plugins.paths",
     "plugins.azurite",
+    "plugins.azurite_tls",
     "plugins.livy_server",
     "plugins.spark_cluster",
     "plugins.hdi_cluster",

@@ -80,6 +80,7 @@ import os
 import shutil
 import tempfile
 
+from .access import cluster_access, credential_host
 from .console import brief, count, say
 from .drivelog import driver_log
 from .hadoop import Spark, read_json
@@ -125,6 +126,15 @@ def _apply_credentials(uri: str, spark: Spark, mask: list[bytes]) -> None:
         raise BootstrapError(f'The credentials file at {uri} must hold {{"hadoop": {{"key": "value", ...}}}}.')
     if not settings:
         return  # only secrets to mask: no reason to make a SparkContext here
+    configuration = spark.context()._jsc.hadoopConfiguration()
+    for host, shown_by in sorted(cluster_access(settings, configuration).items()):
+        say(
+            f"the cluster already has access to storage account {host.split('.')[0]} ({shown_by} is set), "
+            f"so sparkjobs leaves it as it is and does not set its own credentials for {host}"
+        )
+        settings = {key: value for key, value in settings.items() if credential_host(key) != host}
+    if not settings:
+        return
     spark.add_hadoop_settings(settings)
     say(f"set {count(len(settings), 'Hadoop credential setting')}: {', '.join(sorted(settings))}")
 

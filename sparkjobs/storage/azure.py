@@ -21,7 +21,10 @@ Every key lives under the location's prefix in one container. Why it is built th
 * Every blob gets its SHA-256 as metadata (``sha256``), the digest the run record keeps, so
   every download is verified end to end at no extra hashing cost.
 * The container is created on first write, once per process; a container-scoped SAS that
-  may not create containers is assumed to name an existing one.
+  may not create containers is assumed to name an existing one. ``create_container`` does it
+  ahead of a Spark job that will write there through Hadoop (``prepare_writes``: the wasb driver cannot).
+* TLS is always verified: against the system's CAs, or the credentials' ``ca_bundle`` when the
+  endpoint's certificate comes from a CA of one's own (an HTTPS emulator, Azure Stack).
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, LinearRetry
 from urllib3.util.retry import Retry
 
-from ..credentials import IDENTITY_HINT, CredentialKind, StorageCredentials
+from ..credentials import IDENTITY_HINT, CredentialKind, StorageCredentials, parse_connection_string
 from ..errors import ArtifactTransferError, ConfigError, StorageError
 from .base import ProgressCallback, Store, StoredObject, TransferResult, check_prefix
 from .uris import StorageLocation
@@ -65,6 +68,7 @@ _MiB = 1024 * 1024
 _SHA256 = "sha256"  # blob metadata: the SHA-256 the run record keeps, for end-to-end checks
 _READY: set[tuple[str, str]] = set()  # (endpoint, container) known to exist in this process
 _READY_LOCK = threading.Lock()
+_CREATE = "create the container"  # the seam's action when creating it
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,13 @@ class AzureBlobStore(Store):
             f"at {self.endpoint}"
         )
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            if _network_reason(exc) in ("ssl", "certificate"):
+                return _Unreachable(
+                    f"Cannot reach {where}: its TLS certificate could not be verified"
+                    f"{' against ' + self._creds.ca_bundle if self._creds.ca_bundle else ''}. If a CA of your own "
+                    f"signs it, name that CA's file as 'ca_bundle' under storage.{self._where.account} in the "
+                    "credentials file."
+                )
             return _Unreachable(
                 f"Cannot reach {where} ({self._what_was_tried(exc)}); check the store URL, the "
                 "network, and for Azurite that the emulator is running."
@@ -138,8 +149,9 @@ class AzureBlobStore(Store):
         if code == "ContainerNotFound":
             return StorageError(f"There is no {where}, and these credentials could not create it.")
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            refused = f"create {where}" if action == _CREATE else f"{what} in {where}"
             return StorageError(
-                f"Azure Blob storage refused to {what} in {where} ({code or status}); check the "
+                f"Azure Blob storage refused to {refused} ({code or status}); check the "
                 f"{self._creds.kind.value} from {self._creds.source or 'the credentials'}."
             )
         if isinstance(exc, HttpResponseError):
@@ -166,6 +178,13 @@ class AzureBlobStore(Store):
     def _blob(self, key: str) -> BlobClient:
         return self._container.get_blob_client(self._where.key(key))
 
+    def prepare_writes(self) -> None:
+        """Create the container before a Spark job writes into it through Hadoop: the wasb
+        driver cannot create a file in a missing container (its create() looks for the
+        container's root folder, finds none and throws a NullPointerException). A wrong key is
+        found here too, before any job runs."""
+        self._ensure_container()
+
     def _ensure_container(self) -> None:
         """Create the container on first write, once per process; racing creators are fine."""
         marker = (self.endpoint, self._where.container)
@@ -174,7 +193,7 @@ class AzureBlobStore(Store):
         with _READY_LOCK:
             if self._ready or marker in _READY:
                 return
-            with self._seam("create the container"):
+            with self._seam(_CREATE):
                 try:
                     self._container.create_container()
                 except ResourceExistsError:
@@ -182,11 +201,21 @@ class AzureBlobStore(Store):
                 except HttpResponseError as exc:
                     # A container-scoped SAS may write blobs but not create containers: assume
                     # the container exists (for this store only; its first write will tell).
-                    if exc.status_code != 403 or _error_code(exc) == "AuthenticationFailed":
+                    # An account key may create anything, so its 403 is a wrong key.
+                    if exc.status_code != 403 or _error_code(exc) == "AuthenticationFailed" or self._signs_with_key():
                         raise
                     self._ready = True
                     return
             _READY.add(marker)
+
+    def _signs_with_key(self) -> bool:
+        """Whether requests are signed with the account key, which grants every right."""
+        creds = self._creds
+        if creds.kind is CredentialKind.ACCOUNT_KEY:
+            return True
+        return creds.kind is CredentialKind.CONNECTION_STRING and bool(
+            parse_connection_string(creds.secret or "").get("accountkey")
+        )
 
     # ---- primitives ----------------------------------------------------------------------------
     def _put_bytes(self, key: str, data: bytes, *, if_absent: bool) -> bool:
@@ -498,7 +527,8 @@ def _service_client(location: StorageLocation, creds: StorageCredentials, option
     session.mount("http://", adapter)
     settings: dict[str, Any] = {
         "transport": RequestsTransport(
-            session=session, session_owner=True, connection_timeout=options.connect_timeout, read_timeout=options.read_timeout
+            session=session, session_owner=True, connection_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout, connection_verify=creds.ca_bundle or True,
         ),
         # The SDK annotates these as int but computes with them as numbers: fractions work.
         "retry_policy": _BoundedRetry(

@@ -106,6 +106,10 @@ class Store(abc.ABC):
     #: Human-readable location, e.g. a folder path or a wasbs:// URL. Never holds a secret.
     location: str
 
+    def prepare_writes(self) -> None:
+        """Ready the store for writers other than itself (a Spark job, through Hadoop): a backend
+        that must create something first does it here (Azure: the container). Folders need nothing."""
+
     # ---- primitives -------------------------------------------------------------------------
     @abc.abstractmethod
     def _put_file(self, key: str, path: Path, *, if_absent: bool) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,8 @@ from .base import Execution, JobLocations, SubmitPlan, Target
 from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
 
 __all__ = ["DEFAULT_POLL_SECONDS", "POLL_ENV", "LivyTarget"]
+
+log = logging.getLogger(__name__)
 
 #: Livy itself refreshes a batch's state from YARN every 5 s; polling faster learns nothing.
 DEFAULT_POLL_SECONDS = 5.0
@@ -179,20 +182,26 @@ class LivyTarget(Target):
         files = RunFiles(store, plan.run_id)
         client = self._client(plan.settings)
         bootstrap = _Bootstrap.build(plan.workdir)
+        staged: set[str] = set()
         try:
-            self._stage(plan, store, files, bootstrap)
+            self._stage(plan, store, files, bootstrap, staged)
             request = self._request(plan, bootstrap, files)
             with livy_errors("submit the Livy batch"):
                 batch = client.create_batch(request)
         except BaseException:
-            files.forget_credentials()  # no batch will read it; a secret must not stay at rest
+            # No batch will read the credentials, so they must not stay at rest. The error that
+            # got here is the one to report; failing to delete matters only if they were written.
+            problem = files.forget_credentials()
+            if problem and files.credentials in staged:
+                log.warning("Warning: %s Delete it by hand.", problem)
             client.close()
             raise
         return self._execution(client, batch, files, plan.settings, request.name or "")
 
-    def _stage(self, plan: SubmitPlan, store: Store, files: RunFiles, bootstrap: _Bootstrap) -> None:
+    def _stage(self, plan: SubmitPlan, store: Store, files: RunFiles, bootstrap: _Bootstrap, staged: set[str]) -> None:
         """Everything the batch reads, written in parallel: each is one storage round trip or
-        two when nothing changed, so a cached submit costs about one round trip."""
+        two when nothing changed, so a cached submit costs about one round trip. ``staged``
+        receives the credentials file's key once it is written."""
         spec = json.dumps(self._launch_spec(plan, files), indent=2).encode()
         jobs = [
             lambda: self._save_snapshot(store, plan.snapshot),
@@ -201,7 +210,11 @@ class LivyTarget(Target):
             lambda: store.put_bytes(files.launch_spec, spec),
         ]
         if plan.hadoop_secrets:
-            jobs.append(lambda: store.put_json(files.credentials, driver_credentials(plan.hadoop_secrets)))
+            def put_credentials() -> None:
+                store.put_json(files.credentials, driver_credentials(plan.hadoop_secrets))
+                staged.add(files.credentials)
+
+            jobs.append(put_credentials)
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             for future in [pool.submit(job) for job in jobs]:
                 future.result()

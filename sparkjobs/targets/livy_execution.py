@@ -19,6 +19,7 @@ deleted at the compute's start deadline. Every line from Livy or storage passes 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,13 +39,15 @@ from livy import (
     LogLine,
 )
 
-from ..errors import TargetError
+from ..errors import SparkJobsError, TargetError
 from ..runs import RunRepository, RunStatus
 from ..storage.base import Store
 from ..textsafe import terminal_safe
 from .base import Execution, LineSink, Outcome
 
 __all__ = ["WATCH_DEADLINE_SECONDS", "LivyExecution", "RunFiles", "batch_details", "find_batch", "livy_errors"]
+
+log = logging.getLogger(__name__)
 
 #: How long one ``sparkjobs run`` watches a batch before it gives up watching (the batch runs on).
 WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
@@ -124,9 +127,16 @@ class RunFiles:
             return {}
         return {k: v for k, v in digests.items() if isinstance(k, str) and isinstance(v, str)}
 
-    def forget_credentials(self) -> None:
-        """Delete the credentials file; the bootstrap normally has, this makes sure of it."""
-        self.store.delete(self.credentials)
+    def forget_credentials(self) -> str | None:
+        """Delete the credentials file (the bootstrap normally has; this makes sure of it) and
+        say why it could not, or None. It never raises: this is cleanup, and its failure must
+        not hide the error or the outcome that came first (with a wrong key the delete is
+        refused just as the upload was, for a file that was never written)."""
+        try:
+            self.store.delete(self.credentials)
+        except (SparkJobsError, OSError) as exc:
+            return f"Could not delete {self.shown(self.credentials)}, which holds a storage key: {str(exc).rstrip('.')}."
+        return None
 
 
 class _Replaced(Exception):
@@ -282,7 +292,9 @@ class LivyExecution(Execution):
                 self._wait_quietly()
             return replace(self._outcome(), output_digests=self._files.output_digests())
         finally:
-            self._files.forget_credentials()
+            problem = self._files.forget_credentials()
+            if problem:
+                log.warning("Warning: %s Delete it by hand.", problem)
             self._client.close()
 
     def _wait_quietly(self) -> None:

@@ -218,12 +218,15 @@ class SparkClusterTarget(LocalTarget):
         )
 
     def _outputs_store(self, settings: RunSettings) -> Store | None:
-        """The storage store, opened before the job starts: a missing Azure extra or missing
-        credentials is bad input, not a failed run."""
+        """The storage store, opened (and its container created: the wasb driver cannot) before
+        the job starts: a missing Azure extra, missing or wrong credentials are bad input, not a
+        failed run."""
         storage = _storage(settings)
         if storage is None:
             return None
-        return open_store(storage, self._credentials(storage, settings))
+        store = open_store(storage, self._credentials(storage, settings))
+        store.prepare_writes()
+        return store
 
     def describe(self, plan: SubmitPlan) -> dict:
         described = super().describe(plan)
