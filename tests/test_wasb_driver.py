@@ -350,7 +350,7 @@ def test_an_abfss_storage_gives_the_job_abfss_uris_and_the_dfs_key(tls_azurite, 
     assert done.returncode == 0, done.stderr[-4000:]
     assert record["status"] == "completed", record
     assert f"SHARED {storage}/shared/ws/demo/input.txt SecureAzureBlobFileSystem 5" in done.stderr
-    assert "set 1 Hadoop credential setting(s): fs.azure.account.key.devstoreaccount1.dfs.core.windows.net" in done.stderr
+    assert "set 1 Hadoop credential setting: fs.azure.account.key.devstoreaccount1.dfs.core.windows.net" in done.stderr
     assert "could not save the driver log to abfss://" in done.stderr  # Azurite: no ADLS Gen2 writes
 
 
