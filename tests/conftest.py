@@ -3,5 +3,6 @@ pytest_plugins = [
     "plugins.paths",
     "plugins.azurite",
     "plugins.livy_server",
+    "plugins.gateway",
     "plugins.spark_cluster",
 ]
