@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from livy import Batch, BatchRequest, BatchState, LivyClient
+from livy import Batch, BatchRequest, BatchState, Cadence, LivyClient
 
 from ..config import RunSettings
 from ..credentials import (
@@ -51,11 +51,13 @@ from ..storage.uris import StorageLocation, parse_location
 from .base import Execution, JobLocations, SubmitPlan, Target
 from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
 
-__all__ = ["DEFAULT_POLL_SECONDS", "POLL_ENV", "LivyTarget"]
+__all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
 
-#: Livy itself refreshes a batch's state from YARN every 5 s; polling faster learns nothing.
-DEFAULT_POLL_SECONDS = 5.0
-POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"
+#: Livy itself refreshes a batch's state from YARN every 5 s, so a steady poll faster than
+#: that learns nothing; right after the submission, a state change or a log line saying the
+#: job is finishing, a change is likely, and a fast poll sees the end within a second.
+DEFAULT_CADENCE = Cadence(fast=0.5, slow=5.0, burst=10.0)
+POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"  # the steady interval; tests shorten it
 RUNTIME_NAME = "sparkjobs-runtime.zip"
 
 
@@ -91,7 +93,7 @@ class LivyTarget(Target):
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = dict(environ)
         self._home = Path(self._environ.get("SPARKJOBS_HOME") or "~/.sparkjobs").expanduser().absolute()
-        self._interval = _poll_seconds(self._environ)
+        self._cadence = _cadence(self._environ)
         self._credentials: dict[str, StorageCredentials | None] = {}
 
     # ---- where things are --------------------------------------------------------------
@@ -227,7 +229,7 @@ class LivyTarget(Target):
     def _execution(self, client: LivyClient, batch: Batch, files: RunFiles, settings: RunSettings, name: str, forgotten: str | None = None) -> LivyExecution:
         compute = settings.compute
         return LivyExecution(
-            client, batch, files, livy_url=compute.livy or "", name=name, interval=self._interval,
+            client, batch, files, livy_url=compute.livy or "", name=name, cadence=self._cadence,
             start_timeout=compute.start_timeout_minutes * 60,
             start_setting=f"startTimeoutMinutes in aml_config/{compute.name}.compute",
             forgotten=forgotten,
@@ -316,14 +318,14 @@ def _put_once(store: Store, key: str, path: Path) -> None:
         store.put_file(key, path, if_absent=True)
 
 
-def _poll_seconds(environ: Mapping[str, str]) -> float:
+def _cadence(environ: Mapping[str, str]) -> Cadence:
     raw = environ.get(POLL_ENV)
     if not raw:
-        return DEFAULT_POLL_SECONDS
+        return DEFAULT_CADENCE
     try:
         value = float(raw)
     except ValueError:
         value = 0.0
     if not 0 < value <= 600:
         raise ConfigError(f"{POLL_ENV} must be a number of seconds between 0 and 600, not {raw!r}.")
-    return value
+    return Cadence(fast=min(DEFAULT_CADENCE.fast, value), slow=value, burst=DEFAULT_CADENCE.burst)

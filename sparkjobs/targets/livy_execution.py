@@ -33,6 +33,7 @@ from livy import (
     BatchNotFound,
     BatchStartTimeout,
     BatchState,
+    Cadence,
     LivyClient,
     LivyError,
     LogLine,
@@ -51,6 +52,10 @@ WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
 #: How often a batch still starting is reported, at most (more often for a short start deadline).
 PROGRESS_SECONDS = 60.0
 DRIVER_LOG_HEADER = "--- driver log ---"
+#: What the bootstrap says once the script has ended and its outputs are stored: the batch
+#: is about to end. Livy's log shows it when the driver runs beside spark-submit (local or
+#: client mode); in yarn-cluster mode spark-submit's own final report does the same.
+BOOTSTRAP_FINISHING = r"^sparkjobs bootstrap: copied \d+ file\(s\) from \./outputs to "
 
 
 @contextmanager
@@ -165,7 +170,7 @@ class LivyExecution(Execution):
         *,
         livy_url: str,
         name: str,
-        interval: float,
+        cadence: Cadence,
         start_timeout: float = WATCH_DEADLINE_SECONDS,
         start_setting: str = "startTimeoutMinutes",
         forgotten: str | None = None,
@@ -176,7 +181,7 @@ class LivyExecution(Execution):
         self._files = files
         self._livy_url = livy_url
         self._name = name
-        self._interval = interval
+        self._cadence = cadence
         self._start_timeout = start_timeout
         self._start_setting = start_setting
         self._forgotten = forgotten  # why Livy no longer answers for the batch
@@ -187,7 +192,7 @@ class LivyExecution(Execution):
         self._last_state: BatchState | None = None
         self._clock = clock
         self._watched_since = clock()
-        self._progress_every = min(PROGRESS_SECONDS, max(interval, start_timeout / 4))
+        self._progress_every = min(PROGRESS_SECONDS, max(cadence.slow, start_timeout / 4))
         self._next_progress = self._progress_every
         self._handle = BatchHandle(_Watched(client, self._seen), batch, sleep=sleep, clock=clock)  # type: ignore[arg-type]
         self.details: Mapping[str, str] = batch_details(livy_url, batch, name)
@@ -235,7 +240,10 @@ class LivyExecution(Execution):
             try:
                 if self._last_state is None:
                     self._seen(self._handle.batch)
-                tail = self._handle.tail(WATCH_DEADLINE_SECONDS, interval=self._interval, start_timeout=self._start_timeout)
+                tail = self._handle.tail(
+                    WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout,
+                    finishing=(BOOTSTRAP_FINISHING,),
+                )
                 for line in tail:
                     sink(_shown(line))
             except BatchStartTimeout as exc:
@@ -288,7 +296,7 @@ class LivyExecution(Execution):
     def _wait_quietly(self) -> None:
         with livy_errors(f"wait for Livy batch {self._handle.id}"):
             try:
-                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._interval, start_timeout=self._start_timeout)
+                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout)
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
             except BatchNotFound as exc:

@@ -57,7 +57,10 @@ class LivyTestServer:
     ``csrf`` (X-Requested-By required on POST/DELETE/PUT), ``retention`` (seconds a finished
     batch is kept), ``whitelist`` (folders local ``file:`` paths may come from, Livy's
     ``livy.file.local-dir-whitelist``), ``runner`` ("spark-submit" or "python"),
-    ``log_lines`` (ring buffer size per stream).
+    ``log_lines`` (ring buffer size per stream), ``state_poll`` (seconds: as Livy on YARN,
+    which reads an application's state from YARN every ``livy.server.yarn.poll-interval``,
+    5 s, a batch's final state is set at the next such poll after its process ended; 0, the
+    default, sets it at once, as Livy does for a local master).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class LivyTestServer:
         runner: str = "spark-submit",
         log_lines: int = 200,
         workdir: Path | None = None,
+        state_poll: float = 0.0,
     ) -> None:
         self.base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
         self.auth = auth
@@ -82,6 +86,7 @@ class LivyTestServer:
             retention=retention,
             log_lines=log_lines,
             workdir=workdir or Path(self._tmp.name),
+            state_poll=state_poll,
         )  # type: ignore[union-attr]
         self.requests: Counter[str] = Counter()
         self._faults: list[_Fault] = []
