@@ -20,11 +20,15 @@ The batch conf is the merged Spark conf (never a secret: ``run_flow`` refuses th
 ``spark.yarn.maxAppAttempts=1`` (a retried attempt would find the credentials deleted). Its
 name is ``sparkjobs-<run id>``, which makes the POST safe to settle after a lost answer and
 lets ``runs attach`` recognise the batch after a Livy restart reused its id.
+
+Without ``storage`` in the compute, the cluster's own default storage is used, under
+``sparkjobs/`` (``ambari.py``): the one storage a cluster can always read.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +52,9 @@ from ..snapshot_store import SnapshotStore
 from ..storage.base import Store
 from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
+from .ambari import ClusterStorage, default_storage
 from .base import Execution, JobLocations, SubmitPlan, Target
+from .cluster_access import StorageAccess
 from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
 
 __all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
@@ -59,6 +65,7 @@ __all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
 DEFAULT_CADENCE = Cadence(fast=0.5, slow=5.0, burst=10.0)
 POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"  # the steady interval; tests shorten it
 RUNTIME_NAME = "sparkjobs-runtime.zip"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,16 +102,31 @@ class LivyTarget(Target):
         self._home = Path(self._environ.get("SPARKJOBS_HOME") or "~/.sparkjobs").expanduser().absolute()
         self._cadence = _cadence(self._environ)
         self._credentials: dict[str, StorageCredentials | None] = {}
+        self._defaults: dict[str, ClusterStorage] = {}  # the cluster's own storage, by Livy URL
 
     # ---- where things are --------------------------------------------------------------
-    @staticmethod
-    def _location(settings: RunSettings) -> StorageLocation:
-        if not settings.compute.storage:
-            raise ConfigError(f"aml_config/{settings.compute.name}.compute: key 'storage' is required for a cluster target.")
-        return parse_location(settings.compute.storage)
+    def _storage(self, settings: RunSettings) -> str:
+        """The compute's ``storage``, or else the cluster's own (asked of Ambari once per
+        cluster, then cached), which the cluster can always read."""
+        compute = settings.compute
+        if compute.storage:
+            return compute.storage
+        livy = compute.livy or ""
+        if livy not in self._defaults:
+            answer, asked = default_storage(
+                livy, auth=self._auth(settings), verify=compute.verify,
+                cache_dir=self._home / "cache" / "cluster-storage", compute_file=_compute_file(settings),
+            )
+            if asked:
+                log.warning("sparkjobs: storage not set; using the cluster's default storage %s", answer.storage)
+            self._defaults[livy] = answer
+        return self._defaults[livy].storage
+
+    def _location(self, settings: RunSettings) -> StorageLocation:
+        return parse_location(self._storage(settings))
 
     def _storage_credentials(self, settings: RunSettings) -> StorageCredentials | None:
-        storage = settings.compute.storage or ""
+        storage = self._storage(settings)
         if storage not in self._credentials:
             self._credentials[storage] = resolve_storage_credentials(self._location(settings), self._environ, settings.project.root)
         return self._credentials[storage]
@@ -160,20 +182,25 @@ class LivyTarget(Target):
             queue=compute.queue,
         )
 
-    def _client(self, settings: RunSettings) -> LivyClient:
+    def _auth(self, settings: RunSettings) -> tuple[str, str] | None:
+        """The cluster login for Livy (and Ambari), or None when the compute names no user."""
         compute = settings.compute
         if not compute.livy:
-            raise ConfigError(f"aml_config/{compute.name}.compute: key 'livy' is required for a cluster target.")
-        auth = None
-        if compute.username:
-            password = livy_password(compute.livy, self._environ, settings.project.root)
-            if not password:
-                raise ConfigError(
-                    f"No Livy password for {compute.username} at {compute.livy}: set SPARKJOBS_LIVY_PASSWORD, or add "
-                    f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file (never to the project)."
-                )
-            auth = (compute.username, password)
-        return LivyClient(compute.livy, auth=auth, verify=compute.verify, requested_by="sparkjobs")
+            raise ConfigError(f"{_compute_file(settings)}: key 'livy' is required for a cluster target.")
+        if not compute.username:
+            return None
+        password = livy_password(compute.livy, self._environ, settings.project.root)
+        if not password:
+            raise ConfigError(
+                f"No Livy password for {compute.username} at {compute.livy}: set SPARKJOBS_LIVY_PASSWORD, or add "
+                f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file (never to the project)."
+            )
+        return (compute.username, password)
+
+    def _client(self, settings: RunSettings) -> LivyClient:
+        auth = self._auth(settings)
+        compute = settings.compute
+        return LivyClient(compute.livy or "", auth=auth, verify=compute.verify, requested_by="sparkjobs")
 
     # ---- submit ------------------------------------------------------------------------
     def submit(self, plan: SubmitPlan) -> Execution:
@@ -232,8 +259,27 @@ class LivyTarget(Target):
             client, batch, files, livy_url=compute.livy or "", name=name, cadence=self._cadence,
             start_timeout=compute.start_timeout_minutes * 60,
             start_setting=f"startTimeoutMinutes in aml_config/{compute.name}.compute",
-            forgotten=forgotten,
+            forgotten=forgotten, access=self._access(settings),
         )
+
+    def _access(self, settings: RunSettings) -> StorageAccess:
+        """What to advise when the cluster cannot read the run's storage (defect: the batch dies
+        before the bootstrap runs, and Livy's log holds only a Java exception)."""
+        where = self._location(settings)
+        compute_file = _compute_file(settings)
+        if where.is_local:
+            reach = "check that the cluster can read that folder"
+        else:
+            reach = (f"check that the cluster has access to storage account '{where.account}' and container "
+                     f"'{where.container}' (a key or SAS for the account in its core-site, or an identity allowed to read it)")
+        if settings.compute.storage:
+            advice = f"{reach}, or leave 'storage' unset in {compute_file} to use the cluster's default storage"
+        else:
+            known = self._defaults[settings.compute.livy or ""]
+            advice = (f"{reach}. It is the cluster's default storage as its Ambari gave it on {known.asked_at}; if the "
+                      f"cluster was recreated since, delete {known.cache_file} so that sparkjobs asks again, or set "
+                      f"'storage' in {compute_file}")
+        return StorageAccess.of(where, advice)
 
     # ---- attach ------------------------------------------------------------------------
     def reattach(self, record: RunRecord, settings: RunSettings) -> Execution:
@@ -289,10 +335,17 @@ class LivyTarget(Target):
                             "content": {"hadoop": {key: "***" for key in plan.hadoop_secrets}}})
         return {
             "livy": {"url": compute.livy, "username": compute.username, "password": "***" if compute.username else None},
+            "storage": {"uri": where.uri("", folder=False), "from": self._storage_source(plan.settings)},
             "request": request.redacted(),
             "launch_spec": spec,
             "uploads": uploads,
         }
+
+    def _storage_source(self, settings: RunSettings) -> str:
+        if settings.compute.storage:
+            return f"'storage' in {_compute_file(settings)}"
+        answer = self._defaults[settings.compute.livy or ""]
+        return f"the cluster's default storage (fs.defaultFS {answer.default_fs}, from Ambari at {answer.ambari}, kept in {answer.cache_file})"
 
     def _snapshot_to_upload(self, store: Store, snapshot: Snapshot) -> tuple[int, int]:
         """Files and bytes of the snapshot not yet in storage (what submit would upload)."""
@@ -306,6 +359,10 @@ class LivyTarget(Target):
             stored = list(pool.map(lambda sha: store.exists(SnapshotStore.object_key(sha)), wanted))
         missing = [size for (sha, size), there in zip(wanted.items(), stored) if not there]
         return len(missing), sum(missing)
+
+
+def _compute_file(settings: RunSettings) -> str:
+    return f"aml_config/{settings.compute.name}.compute"
 
 
 def batch_name(run_id: str) -> str:

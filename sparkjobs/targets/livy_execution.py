@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ from ..runs import RunRepository, RunStatus
 from ..storage.base import Store
 from ..textsafe import terminal_safe
 from .base import Execution, LineSink, Outcome
+from .cluster_access import StorageAccess
 
 __all__ = ["WATCH_DEADLINE_SECONDS", "LivyExecution", "RunFiles", "batch_details", "find_batch", "livy_errors"]
 
@@ -51,6 +53,8 @@ __all__ = ["WATCH_DEADLINE_SECONDS", "LivyExecution", "RunFiles", "batch_details
 WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
 #: How often a batch still starting is reported, at most (more often for a short start deadline).
 PROGRESS_SECONDS = 60.0
+#: Livy's log lines kept to explain a batch that died early (Livy keeps 200 per stream).
+KEPT_LINES = 600
 DRIVER_LOG_HEADER = "--- driver log ---"
 #: What the bootstrap says once the script has ended and its outputs are stored: the batch
 #: is about to end. Livy's log shows it when the driver runs beside spark-submit (local or
@@ -158,7 +162,9 @@ class _Watched:
 class LivyExecution(Execution):
     """One Livy batch. ``forgotten`` starts it as a batch Livy no longer knows (reattach after
     retention): then only storage is read. ``start_timeout`` is how many seconds the batch may
-    stay pending once watched; ``start_setting`` names where that limit is set, for messages."""
+    stay pending once watched; ``start_setting`` names where that limit is set, for messages.
+    ``access`` explains a batch that died before the bootstrap ran (the cluster could not
+    read storage)."""
 
     detachable = True
 
@@ -174,6 +180,7 @@ class LivyExecution(Execution):
         start_timeout: float = WATCH_DEADLINE_SECONDS,
         start_setting: str = "startTimeoutMinutes",
         forgotten: str | None = None,
+        access: StorageAccess | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -185,6 +192,8 @@ class LivyExecution(Execution):
         self._start_timeout = start_timeout
         self._start_setting = start_setting
         self._forgotten = forgotten  # why Livy no longer answers for the batch
+        self._access = access
+        self._lines: deque[str] = deque(maxlen=KEPT_LINES)  # Livy's log as seen, to explain an early death
         self._never_started: str | None = None  # why sparkjobs deleted a batch stuck starting
         self._pending_state = ""  # the state it was stuck in
         self._killed = threading.Event()
@@ -245,6 +254,7 @@ class LivyExecution(Execution):
                     finishing=(BOOTSTRAP_FINISHING,),
                 )
                 for line in tail:
+                    self._lines.append(line.text)
                     sink(_shown(line))
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
@@ -336,7 +346,24 @@ class LivyExecution(Execution):
             return Outcome(RunStatus.KILLED, None, f"Livy batch {batch.id} was killed{diagnostics}.", details=details, outputs_store=store)
         ended = f"exited with code {code}" if code is not None else "failed before recording an exit code"
         error = f"The job {ended}; Livy batch {batch.id} ended '{terminal_safe(batch.state_raw)}'{diagnostics}."
-        return Outcome(RunStatus.FAILED, code, error, details=details, outputs_store=store)
+        why = self._early_death() if code is None else None
+        return Outcome(RunStatus.FAILED, code, f"{error} {why}" if why else error, details=details, outputs_store=store)
+
+    def _early_death(self) -> str | None:
+        """Why a batch died before the bootstrap recorded anything, when storage is the likely cause."""
+        if self._access is None:
+            return None
+        lines = [*self._lines, *self._handle.batch.log]
+        if not self._lines:  # not followed (wait only): read Livy's log once
+            try:
+                lines[:0] = self._client.get_batch_log(self._handle.id, offset=0, size=-1).lines
+            except LivyError:
+                pass
+        try:
+            started = self._files.store.exists(self._files.driver_log)
+        except Exception:  # noqa: BLE001 - a store that cannot say does not change the advice
+            started = False
+        return self._access.explain(lines, started, self._files.shown(self._files.driver_log))
 
     def kill(self) -> None:
         self._killed.set()
