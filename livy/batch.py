@@ -9,9 +9,9 @@ each tick sends one of them.  Mostly the batch: its state tells that the job end
 last 10 log lines carry new output where they overlap what was seen.  The whole log when
 those lines show output that could not be placed, at least every ``LOG_EVERY`` + 1 ticks
 (output can change out of sight of the last 10 lines), and on every tick while the job
-writes more than 10 lines per tick, with the batch at least every ``STATE_EVERY`` ticks.
-While the job is finishing, every tick reads the batch.  Transient trouble (no answer,
-429/502/503/504 after the transport's retries) costs a tick, not the wait.
+writes more than 10 lines per tick, with the batch at least every ``STATE_EVERY`` + 1
+ticks.  While the job is finishing, every tick reads the batch.  Transient trouble (no
+answer, 429/502/503/504 after the transport's retries) costs a tick, not the wait.
 
 Besides the overall deadline, ``start_timeout`` bounds how long a batch may stay pending
 (``not_started``, ``starting``): on a full cluster YARN keeps an application waiting for as
@@ -161,8 +161,8 @@ class BatchHandle:
         Each line is yielded once; lines lost to Livy's 200-line buffer show as one
         ``gap`` marker line.  A line matching :data:`FINISHING` or ``finishing`` (regular
         expressions), the first time it shows, says the job is ending: the batch is then
-        read on every tick, fast with a :class:`Cadence`.  Raises :class:`BatchTimeout` at the deadline, and
-        :class:`BatchStartTimeout` as :meth:`wait` does.
+        read on every tick, fast with a :class:`Cadence`.  Raises :class:`BatchTimeout` at
+        the deadline, and :class:`BatchStartTimeout` as :meth:`wait` does.
         """
         ticker = Ticker(self._clock, self._sleep, Cadence.of(interval), timeout, start_timeout)
         hints = finishing_patterns(finishing)
