@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchHandle", "LogLine"]
 
 log = logging.getLogger("livy")
-STATE_EVERY = 4
+STATE_EVERY = 20
 LOG_EVERY = 3
 TAIL_LINES = 10  # the log lines that come with every Batch
 _T = TypeVar("_T")
