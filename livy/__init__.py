@@ -8,6 +8,7 @@ Depends on ``requests`` only and knows nothing of the application using it.
 from __future__ import annotations
 
 from livy._logtail import LogLine
+from livy._schedule import FINISHING, Cadence
 from livy._transport import BearerAuth, RetryPolicy, Transport
 from livy.batch import BatchHandle
 from livy.client import LivyClient
@@ -39,6 +40,8 @@ from livy.models import (
 __all__ = [
     "LivyClient",
     "BatchHandle",
+    "Cadence",
+    "FINISHING",
     "BatchRequest",
     "Batch",
     "BatchState",

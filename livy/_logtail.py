@@ -94,6 +94,19 @@ class LogFollower:
             out.extend(self._update(stream, lines))
         return out
 
+    def covers(self, window: tuple[str, ...]) -> bool:
+        """Whether every line of ``window`` (a Batch's last lines, after :meth:`feed_tail`)
+        is known: if not, output arrived that only the whole log can show."""
+        first = next((i for i, line in enumerate(window) if line in STREAM_HEADERS), None)
+        if first is None:
+            return False
+        position = list(STREAM_HEADERS).index(window[first])
+        if first > 0 and position > 0:
+            stream, part = list(STREAM_HEADERS.values())[position - 1], window[:first]
+            if self._last.get(stream, ())[-len(part):] != part:
+                return False
+        return True  # a section whose header is in the window was taken whole
+
     def _update(self, stream: str, lines: tuple[str, ...]) -> list[LogLine]:
         before = self._last.get(stream, ())
         self._last[stream] = lines

@@ -176,6 +176,9 @@ class Transport:
         self.session = session or requests.Session()
         self.session.auth = auth
         self.session.verify = verify
+        # Also given with every request: requests lets REQUESTS_CA_BUNDLE (and CURL_CA_BUNDLE)
+        # override a session's own verify, so a private CA bundle would be ignored.
+        self.verify = verify
         self.session.headers.update({"Accept": "application/json"})
         adapter = HTTPAdapter(max_retries=(retry or RetryPolicy()).to_urllib3())
         self.session.mount("http://", adapter)
@@ -207,6 +210,7 @@ class Transport:
                 headers=headers,
                 timeout=(connect, min(read, self.deadline)),
                 stream=True,
+                verify=self.verify,
             )
             try:
                 data = _read_body(response, read)

@@ -1,13 +1,17 @@
 """BatchHandle: wait for, tail and kill one batch, with deadlines and bounded polling.
 
-Polling follows one schedule: at most one request per ``interval`` (Livy itself refreshes
-state from YARN only every 5 s, hence the default).  ``wait()`` polls the cheap
+Polling follows one schedule, one request per tick: a fixed ``interval`` (Livy itself
+refreshes state from YARN only every 5 s, hence the default), or a :class:`Cadence` that
+polls fast right after the start, after a state change and after a log line saying the job
+is finishing, and slowly otherwise (``_schedule.py``).  ``wait()`` polls the cheap
 ``/state``.  ``tail()`` needs the whole log as well, and no Livy call answers both, so
-each tick sends one of them: the whole log while it keeps changing, and the batch (state
-plus the last 10 log lines, used where they overlap what was seen) on the tick after the
-log was quiet (a job that stops writing is the one that may have ended) and at least every
-``STATE_EVERY`` ticks.  Transient trouble (no answer, 429/502/503/504 after the
-transport's retries) costs a tick, not the wait.
+each tick sends one of them.  Mostly the batch: its state tells that the job ended, and its
+last 10 log lines carry new output where they overlap what was seen.  The whole log when
+those lines show output that could not be placed, at least every ``LOG_EVERY`` + 1 ticks
+(output can change out of sight of the last 10 lines), and on every tick while the job
+writes more than 10 lines per tick, with the batch at least every ``STATE_EVERY`` + 1
+ticks.  While the job is finishing, every tick reads the batch.  Transient trouble (no
+answer, 429/502/503/504 after the transport's retries) costs a tick, not the wait.
 
 Besides the overall deadline, ``start_timeout`` bounds how long a batch may stay pending
 (``not_started``, ``starting``): on a full cluster YARN keeps an application waiting for as
@@ -17,13 +21,14 @@ long as it takes, and a wait of days is no use to anyone watching.
 from __future__ import annotations
 
 import logging
-import math
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 from livy._logtail import LIVY_LOG_LINES, LogFollower, LogLine
+from livy._schedule import Cadence, Ticker, finishing_patterns
 from livy._transport import RETRYABLE_STATUSES
 from livy.errors import (
     BatchNotFound,
@@ -42,43 +47,20 @@ __all__ = ["BatchHandle", "LogLine"]
 
 log = logging.getLogger("livy")
 STATE_EVERY = 20
+LOG_EVERY = 3
+TAIL_LINES = 10  # the log lines that come with every Batch
 _T = TypeVar("_T")
 
 
-class _Ticker:
-    """A fixed schedule of ticks ending at a deadline; bounded even if the clock stalls."""
-
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-        interval: float,
-        timeout: float,
-        start_timeout: float | None = None,
-    ) -> None:
-        if interval <= 0 or timeout < 0 or (start_timeout is not None and start_timeout < 0):
-            raise ValueError("interval must be > 0 and timeouts >= 0 seconds")
-        self.clock, self.sleep, self.interval = clock, sleep, interval
-        self.next = clock()
-        self.deadline = self.next + timeout
-        self.ticks_left = int(timeout / interval) + 2 if math.isfinite(timeout) else -1
-        self.start_timeout = math.inf if start_timeout is None else start_timeout
-        self.start_deadline = self.next + self.start_timeout
-        self.start_ticks = int(start_timeout / interval) + 2 if start_timeout is not None else -1
-
-    def expired(self) -> bool:
-        return self.clock() >= self.deadline or self.ticks_left == 0
-
-    def start_expired(self) -> bool:
-        return self.clock() >= self.start_deadline or self.start_ticks == 0
-
-    def pause(self) -> None:
-        """Sleep until the next tick, never past the deadline."""
-        self.ticks_left -= 1
-        self.start_ticks -= 1
-        now = self.clock()
-        self.next = max(self.next + self.interval, now)
-        self.sleep(max(0.0, min(self.next, self.deadline) - now))
+def _finishing(lines: Iterable[str], hints: tuple[re.Pattern[str], ...], kicked: set[str]) -> bool:
+    """Whether a line not seen before says the job is finishing. The batch's last lines are
+    looked at too, even where they cannot be placed in the log yet."""
+    found = False
+    for line in lines:
+        if line not in kicked and any(hint.search(line) for hint in hints):
+            kicked.add(line)
+            found = True
+    return found
 
 
 def _transient(exc: LivyError) -> bool:
@@ -136,57 +118,85 @@ class BatchHandle:
         self,
         timeout: float,
         *,
-        interval: float = 5.0,
+        interval: float | Cadence = 5.0,
         on_log: Callable[[LogLine], None] | None = None,
         start_timeout: float | None = None,
+        finishing: Iterable[str | re.Pattern[str]] = (),
     ) -> Batch:
         """Poll until the batch is terminal and return it; :class:`BatchTimeout` at the deadline.
 
-        With ``on_log`` every new log line is passed to it as it arrives (see :meth:`tail`).
+        ``interval`` is seconds between polls, or a :class:`Cadence` (fast after the start
+        and each state change, slow otherwise).  With ``on_log`` every new log line is
+        passed to it as it arrives (see :meth:`tail`, which also takes ``finishing``).
         With ``start_timeout``, :class:`BatchStartTimeout` when the batch is still pending
         that many seconds after the call; the batch is left as it is.
         """
         if on_log is not None:
-            for line in self.tail(timeout, interval=interval, start_timeout=start_timeout):
+            for line in self.tail(timeout, interval=interval, start_timeout=start_timeout, finishing=finishing):
                 on_log(line)
             return self.batch
-        ticker = _Ticker(self._clock, self._sleep, interval, timeout, start_timeout)
+        ticker = Ticker(self._clock, self._sleep, Cadence.of(interval), timeout, start_timeout)
         while not self._deleted:
+            before = self.batch.state
             state = self._poll_state()
             if state is not None and state.is_terminal:
                 return self._finish(state)
+            if state is not None and state is not before:
+                ticker.kick()
             self._check_started(ticker, fresh=state is not None)
             self._check_deadline(ticker)
             ticker.pause()
         return self.batch
 
     def tail(
-        self, timeout: float, *, interval: float = 5.0, start_timeout: float | None = None
+        self,
+        timeout: float,
+        *,
+        interval: float | Cadence = 5.0,
+        start_timeout: float | None = None,
+        finishing: Iterable[str | re.Pattern[str]] = (),
     ) -> Iterator[LogLine]:
         """Yield new log lines until the batch is terminal, then drain the log once more.
 
         Each line is yielded once; lines lost to Livy's 200-line buffer show as one
-        ``gap`` marker line.  Raises :class:`BatchTimeout` at the deadline, and
-        :class:`BatchStartTimeout` as :meth:`wait` does.
+        ``gap`` marker line.  A line matching :data:`FINISHING` or ``finishing`` (regular
+        expressions), the first time it shows, says the job is ending: the batch is then
+        read on every tick, fast with a :class:`Cadence`.  Raises :class:`BatchTimeout` at
+        the deadline, and :class:`BatchStartTimeout` as :meth:`wait` does.
         """
-        ticker = _Ticker(self._clock, self._sleep, interval, timeout, start_timeout)
+        ticker = Ticker(self._clock, self._sleep, Cadence.of(interval), timeout, start_timeout)
+        hints = finishing_patterns(finishing)
         follower = LogFollower(self._buffer_lines)
-        want_log, since_state = True, 0
+        want_log, since_state, since_log = True, 0, 0
+        finishing_until = -float("inf")
+        kicked: set[str] = set()  # finishing lines already acted on: each counts once
         while not self._deleted:
+            window: tuple[str, ...] = ()  # the batch's last lines, when this tick read the batch
             if want_log:
-                lines = self._poll_log(follower)
-                yield from lines or ()
-                since_state += 1
-                want_log = bool(lines) and since_state < STATE_EVERY
+                lines = self._poll_log(follower) or []
+                yield from lines
+                since_state, since_log = since_state + 1, 0
+                # More than the batch's last lines show: keep reading the whole log.
+                want_log = len(lines) >= TAIL_LINES and since_state < STATE_EVERY
             else:
+                before = self.batch.state
                 batch = self._poll(lambda: self.client.get_batch(self.batch.id))
-                since_state, want_log = 0, True
+                since_state, since_log, lines = 0, since_log + 1, []
                 if batch is not None:
-                    self.batch = batch
-                    yield from follower.feed_tail(batch.log)
+                    self.batch, window = batch, batch.log
+                    lines = follower.feed_tail(batch.log)
+                    yield from lines
                     if batch.state.is_terminal:
                         yield from self._poll_log(follower) or ()
                         return
+                    if batch.state is not before:
+                        ticker.kick()
+                want_log = since_log >= LOG_EVERY or (batch is not None and not follower.covers(batch.log))
+            if _finishing([*(line.text for line in lines), *window], hints, kicked):
+                ticker.kick()
+                finishing_until = ticker.hot_until
+            if self._clock() < finishing_until:
+                want_log = False  # the end is near: read the state on every tick
             self._check_started(ticker, fresh=False)
             self._check_deadline(ticker)
             ticker.pause()
@@ -224,7 +234,7 @@ class BatchHandle:
             )
         return self.batch
 
-    def _check_started(self, ticker: _Ticker, *, fresh: bool) -> None:
+    def _check_started(self, ticker: Ticker, *, fresh: bool) -> None:
         """BatchStartTimeout if the batch is still pending at the start deadline.
 
         A state not polled on this tick may be old (``tail`` reads the state only now and
@@ -247,7 +257,7 @@ class BatchHandle:
             state=self.batch.state_raw,
         )
 
-    def _check_deadline(self, ticker: _Ticker) -> None:
+    def _check_deadline(self, ticker: Ticker) -> None:
         if ticker.expired():
             raise BatchTimeout(
                 f"Livy batch {self.batch.id} is still {self.batch.state_raw!r} after the "

@@ -271,7 +271,7 @@ _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
 _REQUIRED_BY_TYPE = {
     TargetType.LOCAL: (),
     TargetType.SPARK: ("master",),
-    TargetType.CLUSTER: ("livy", "storage"),
+    TargetType.CLUSTER: ("livy",),  # without storage, the cluster's own (targets/ambari.py)
 }
 _RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
     "Target": ("target", _path_segment),

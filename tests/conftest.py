@@ -4,6 +4,7 @@ pytest_plugins = [
     "plugins.azurite",
     "plugins.azurite_tls",
     "plugins.livy_server",
+    "plugins.gateway",
     "plugins.spark_cluster",
     "plugins.hdi_cluster",
 ]

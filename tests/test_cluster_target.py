@@ -1,4 +1,5 @@
-"""The cluster target end to end: the real CLI against the Livy-protocol test server, with
+"""The cluster target end to end: the real CLI against the Livy-protocol test server (behind
+the HTTPS gateway, tests/gateway/, where a test needs a login or a gateway's faults), with
 ``storage: file:///<tmp>/store`` (local Spark has no wasb driver; the bootstrap's Hadoop copy is
 the same code for file:// and wasbs://).
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from gateway import Gateway
 from helpers import REPO, cli, make_project, write
 from livy_server import LivyTestServer
 
@@ -84,7 +86,13 @@ class Cluster:
         write(self.project / "lib" / "helper.py", "def greet():\n    return 'hello from lib'\n")
         write(self.project / "data" / "input.txt", "forty-two\n")
 
-    def use(self, server: LivyTestServer, name: str = "hdi", extra: str = "", storage: str | None = None) -> str:
+    def behind(self, gateway: Gateway, extra: str = "") -> dict[str, str]:
+        """Reach Livy through the HTTPS gateway, as on HDInsight; returns the env with the login."""
+        assert gateway.auth is not None
+        self.use(gateway, extra=f"username: {gateway.auth[0]}\nverify: {gateway.tls.ca}\n{extra}")
+        return dict(self.env, SPARKJOBS_LIVY_PASSWORD=gateway.auth[1])
+
+    def use(self, server: LivyTestServer | Gateway, name: str = "hdi", extra: str = "", storage: str | None = None) -> str:
         write(
             self.project / "aml_config" / f"{name}.compute",
             f"type: cluster\nlivy: {server.url}\nstorage: {storage or self.store.as_uri()}\n"
@@ -298,23 +306,25 @@ def test_a_one_file_change_uploads_one_object(cluster, fake_livy):
     assert len(list((cluster.store / "bootstrap").iterdir())) == 1
 
 
-def test_polling_survives_502_and_503_storms(cluster, fake_livy):
-    cluster.use(fake_livy)
-    fake_livy.fail_next(4, 502, methods=("GET",))
-    fake_livy.fail_next(4, 503, methods=("GET",))
-    done, record = cluster.run("-c", "hdi", "sleeper.py", "1", "0")
+def test_polling_survives_502_and_503_storms(cluster, fake_livy, gateway_factory):
+    gateway = gateway_factory(fake_livy.url)
+    env = cluster.behind(gateway)
+    gateway.fail_next(4, 502, methods=("GET",))
+    gateway.fail_next(4, 503, methods=("GET",))
+    done, record = cluster.run("-c", "hdi", "sleeper.py", "1", "0", env=env)
     assert done.returncode == 0, done.stderr
-    assert record["status"] == "completed" and fake_livy.faults_left() == 0
+    assert record["status"] == "completed" and gateway.faults_left() == 0
     assert "FINISHED" in cluster.stored_log(record["id"])
 
 
-def test_connection_dropped_after_the_post_makes_no_duplicate_batch(cluster, fake_livy):
-    cluster.use(fake_livy)
-    fake_livy.drop_after_next_post()
-    done, record = cluster.run("-c", "hdi", "sleeper.py", "0", "0")
+def test_connection_dropped_after_the_post_makes_no_duplicate_batch(cluster, fake_livy, gateway_factory):
+    gateway = gateway_factory(fake_livy.url)
+    env = cluster.behind(gateway)
+    gateway.drop_after_next_post()
+    done, record = cluster.run("-c", "hdi", "sleeper.py", "0", "0", env=env)
     assert done.returncode == 0, done.stderr
     assert record["status"] == "completed"
-    assert fake_livy.batch_count() == 1 and fake_livy.count("POST") == 1
+    assert fake_livy.batch_count() == 1 and fake_livy.count("POST") == 1 and gateway.count("POST") == 1
 
 
 def test_batch_killed_on_the_server_is_recorded_killed(cluster, fake_livy):
@@ -412,10 +422,9 @@ def test_livy_restart_while_watching_fails_the_run_and_leaves_the_new_batch_alon
     assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).name == "someone-else"
 
 
-def test_html_401_is_one_clear_error(cluster, livy_server_factory):
-    server = livy_server_factory(runner="python", auth=("admin", "right-password"))
-    cluster.use(server, extra="username: admin\n")
-    env = dict(cluster.env, SPARKJOBS_LIVY_PASSWORD="wrong-password")
+def test_html_401_is_one_clear_error(cluster, fake_livy, gateway_factory):
+    server = fake_livy
+    env = dict(cluster.behind(gateway_factory(server.url, auth=("admin", "right-password"))), SPARKJOBS_LIVY_PASSWORD="wrong-password")
     done = cluster.cli("run", "-c", "hdi", "sleeper.py", "0", "0", env=env)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
@@ -432,9 +441,10 @@ def test_missing_livy_password_is_a_config_error(cluster, fake_livy):
     assert fake_livy.batch_count() == 0
 
 
-def test_dry_run_prints_the_request_and_uploads_nothing(cluster, livy_server_factory):
-    server = livy_server_factory(runner="python", auth=("admin", "dry-secret-password"))
-    cluster.use(server, extra="username: admin\ndriverMemory: 2g\nnumExecutors: 3\nqueue: nightly\n")
+def test_dry_run_prints_the_request_and_uploads_nothing(cluster, fake_livy, gateway_factory):
+    server = fake_livy
+    gateway = gateway_factory(server.url, auth=("admin", "dry-secret-password"))
+    cluster.behind(gateway, extra="driverMemory: 2g\nnumExecutors: 3\nqueue: nightly\n")
     write(
         cluster.project / "aml_config" / "spark_dependencies.yml",
         "configuration:\n  spark.sql.shuffle.partitions: 2\npackages: [org.example:lib:1.0]\n"
@@ -450,7 +460,7 @@ def test_dry_run_prints_the_request_and_uploads_nothing(cluster, livy_server_fac
     assert request["conf"]["spark.jars.packages"] == "org.example:lib:1.0"  # Livy has no packages field
     assert request["conf"]["spark.jars.repositories"] == "https://repo.example/maven"
     assert (request["driverMemory"], request["numExecutors"], request["queue"]) == ("2g", 3, "nightly")
-    assert plan["livy"] == {"url": server.url, "username": "admin", "password": "***"}
+    assert plan["livy"] == {"url": gateway.url, "username": "admin", "password": "***"}
     assert plan["launch_spec"]["snapshot_manifest"].endswith("/manifest.json")
     uploads = {u["what"]: u for u in plan["uploads"]}
     assert uploads["snapshot"]["new_files"] == uploads["snapshot"]["files"] > 0
@@ -459,11 +469,10 @@ def test_dry_run_prints_the_request_and_uploads_nothing(cluster, livy_server_fac
     assert not cluster.store.exists() and server.count("POST") == 0
 
 
-def test_no_secret_reaches_storage_history_or_output(cluster, livy_server_factory):
+def test_no_secret_reaches_storage_history_or_output(cluster, fake_livy, gateway_factory):
     secret = secrets.token_urlsafe(24)
-    server = livy_server_factory(runner="python", auth=("admin", secret))
-    cluster.use(server, extra="username: admin\n")
-    env = dict(cluster.env, SPARKJOBS_LIVY_PASSWORD=secret)
+    server = fake_livy
+    env = cluster.behind(gateway_factory(server.url, auth=("admin", secret)))
     done, record = cluster.run("-c", "hdi", "sleeper.py", "0", "0", env=env)
     assert done.returncode == 0, done.stderr
     shown = cluster.cli("runs", "show", record["id"], "--log", env=env)

@@ -82,12 +82,17 @@ def test_missing_dependencies_file_is_named(project):
         load_run_settings(project, "local", {})
 
 
-def test_cluster_compute_requires_livy_and_storage(project):
+def test_cluster_compute_requires_livy_but_not_storage(project):
     write(project / "aml_config" / "hdi.compute", "type: cluster\nlivy: ftp://x\n")
     write(project / "aml_config" / "hdi.runconfig", "Target: hdi\n")
     with pytest.raises(ConfigError) as err:
         load_run_settings(project, "hdi", {})
-    assert "'storage' is required" in str(err.value) and "'livy' must be an http(s) URL" in str(err.value)
+    assert "'storage'" not in str(err.value) and "'livy' must be an http(s) URL" in str(err.value)
+    write(project / "aml_config" / "hdi.compute", "type: cluster\n")
+    with pytest.raises(ConfigError, match="'livy' is required"):
+        load_run_settings(project, "hdi", {})
+    write(project / "aml_config" / "hdi.compute", "type: cluster\nlivy: https://c.azurehdinsight.net/livy\n")
+    assert load_run_settings(project, "hdi", {}).compute.storage is None  # the cluster's own, asked of Ambari
 
 
 def test_history_env_overrides_project_file(project):

@@ -63,18 +63,17 @@ def test_every_batch_endpoint(livy_server, livy_client_factory, sleeper):
     assert "HTTP 404" in str(never.value)
 
 
-def test_basic_auth_and_base_path(livy_server_factory, livy_client_factory):
-    server = livy_server_factory(base_path="/livy", auth=("admin", "S3cret!"))
-    assert server.url.endswith("/livy")
-    client = livy_client_factory(server, auth=("admin", "S3cret!"))
+def test_basic_auth_and_base_path(livy_server_factory, gateway_factory, gateway_client_factory):
+    """As on HDInsight: the gateway checks the login and serves Livy under /livy."""
+    gateway = gateway_factory(livy_server_factory().url, auth=("admin", "S3cret!"))
+    assert gateway.url.endswith("/livy") and gateway.url.startswith("https://")
+    client = gateway_client_factory(gateway)
     assert client.get_version().version and client.list_batches().total == 0
     with pytest.raises(LivyHTTPError) as denied:
-        livy_client_factory(server, auth=("admin", "wrong")).get_version()
+        gateway_client_factory(gateway, auth=("admin", "wrong")).get_version()
     assert denied.value.status == 401
     assert "HTTP 401" in str(denied.value) and "Access is denied" in str(denied.value)
-    wrong_base = livy_client_factory(
-        server, url=f"http://127.0.0.1:{server.port}", auth=("admin", "S3cret!")
-    )
+    wrong_base = gateway_client_factory(gateway, url=gateway.origin)
     with pytest.raises(LivyHTTPError) as lost:
         wrong_base.get_batch(0)
     assert type(lost.value) is LivyHTTPError and "base path" in str(lost.value)
@@ -157,17 +156,18 @@ def test_a_name_is_required_to_create(livy_server, livy_client_factory, sleeper)
         livy_client_factory(livy_server).create_batch(BatchRequest(file=str(sleeper)))
 
 
-def test_gateway_html_pages_and_get_retries(livy_server, livy_client_factory):
-    patient = livy_client_factory(livy_server, retry=RetryPolicy(attempts=4, backoff=0))
-    livy_server.fail_next(3, 502)
+def test_gateway_html_pages_and_get_retries(livy_server, gateway_factory, gateway_client_factory):
+    gateway = gateway_factory(livy_server.url)
+    patient = gateway_client_factory(gateway, retry=RetryPolicy(attempts=4, backoff=0))
+    gateway.fail_next(3, 502)
     assert patient.get_version().version  # three 502s, then the answer
-    assert livy_server.faults_left() == 0
-    impatient = livy_client_factory(livy_server, retry=RetryPolicy(attempts=1))
-    livy_server.fail_next(1, 503)
+    assert gateway.faults_left() == 0 and livy_server.count("GET", "/version") == 1
+    impatient = gateway_client_factory(gateway, retry=RetryPolicy(attempts=1))
+    gateway.fail_next(1, 503)
     with pytest.raises(LivyHTTPError) as unavailable:
         impatient.get_version()
     assert unavailable.value.status == 503
-    assert str(unavailable.value).startswith("Livy answered HTTP 503 to GET http://127.0.0.1")
+    assert str(unavailable.value).startswith("Livy answered HTTP 503 to GET https://127.0.0.1")
     assert "Service Unavailable" in str(unavailable.value) and "<" not in str(unavailable.value)
 
 

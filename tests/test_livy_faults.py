@@ -1,4 +1,6 @@
-"""Faults a real Livy deployment shows, injected into the test server.
+"""Faults a real Livy deployment shows: Livy's own, injected into the test server, and the
+gateway's (502/503 storms, answers dropped or trickling in), injected into the HTTPS gateway
+in front of it (tests/gateway/), as HDInsight has.
 
 Tests marked "polling" use the server's ``python`` runner (a fast fake command instead of
 spark-submit): they test the client's polling, not Spark.  The others run spark-submit.
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gateway import Gateway
 from livy_server import CompressedClock, LivyTestServer, wait_until
 
 from livy import (
@@ -43,14 +46,16 @@ def sleeper(tmp_path):
 @dataclass
 class Polled:
     server: LivyTestServer
+    gateway: Gateway
     handle: BatchHandle
     clock: CompressedClock
     go: Path  # the job exits 0 once this file exists
 
 
 @pytest.fixture
-def polled(livy_server_factory, livy_client_factory, tmp_path):
-    """Start a python-runner batch that ends when ``go`` exists, polled on a compressed clock."""
+def polled(livy_server_factory, gateway_factory, gateway_client_factory, tmp_path):
+    """Start a python-runner batch that ends when ``go`` exists, polled through the gateway
+    on a compressed clock."""
     script = tmp_path / "gated.py"
     script.write_text(
         "import os, sys, time\nend = time.monotonic() + 60\n"
@@ -59,12 +64,13 @@ def polled(livy_server_factory, livy_client_factory, tmp_path):
 
     def start(name: str, before_sleep: Callable[[Polled], None], **client_options) -> Polled:
         server = livy_server_factory(runner="python")
-        client = livy_client_factory(server, **client_options)
+        gateway = gateway_factory(server.url)
+        client = gateway_client_factory(gateway, **client_options)
         clock = CompressedClock(before_sleep=lambda: before_sleep(run))
         go = tmp_path / "go"
         request = BatchRequest(file=str(script), args=[str(go)], name=name)
         handle = client.submit(request, sleep=clock.sleep, clock=clock.clock)
-        run = Polled(server, handle, clock, go)
+        run = Polled(server, gateway, handle, clock, go)
         return run
 
     return start
@@ -76,41 +82,51 @@ def test_polling_wait_survives_502_and_503_storms(polled, caplog):
     def storm_then_finish(run: Polled) -> None:
         step = next(storms, None)
         if step is not None:
-            run.server.fail_next(*step)
+            run.gateway.fail_next(*step)
         elif len(run.clock.sleeps) >= 4:
             run.go.touch()
 
     run = polled("stormy", storm_then_finish, retry=RetryPolicy(attempts=3, backoff=0))
     with caplog.at_level(logging.WARNING, logger="livy"):
         final = run.handle.wait(timeout=3600, interval=5.0)
-    assert final.state is BatchState.SUCCESS and run.server.faults_left() == 0
+    assert final.state is BatchState.SUCCESS and run.gateway.faults_left() == 0
     assert any("HTTP 502" in r.message for r in caplog.records)
     assert any("HTTP 503" in r.message for r in caplog.records)
 
 
-def test_connection_dropped_after_post_starts_one_batch(livy_server, livy_client_factory, sleeper):
-    client = livy_client_factory(livy_server)
-    livy_server.drop_after_next_post()
+@pytest.fixture
+def gated(livy_server, gateway_factory, gateway_client_factory):
+    """The default server behind the gateway, and a client for the gateway's faults to hit."""
+    gateway = gateway_factory(livy_server.url)
+    return gateway, lambda **options: gateway_client_factory(gateway, **options)
+
+
+def test_connection_dropped_after_post_starts_one_batch(livy_server, gated, sleeper):
+    gateway, client_for = gated
+    client = client_for()
+    gateway.drop_after_next_post()
     batch = client.create_batch(BatchRequest(file=str(sleeper), name="once"))
     assert batch.name == "once" and livy_server.batch_count() == 1
     assert livy_server.count("POST", "/batches") == 1
     assert livy_server.count("GET", "/batches/once") == 1
 
 
-def test_gateway_error_before_livy_submits_again_once(livy_server, livy_client_factory, sleeper):
-    client = livy_client_factory(livy_server)
-    livy_server.fail_next(1, 503, methods=("POST",))  # the gateway never reached Livy
+def test_gateway_error_before_livy_submits_again_once(livy_server, gated, sleeper):
+    gateway, client_for = gated
+    client = client_for()
+    gateway.fail_next(1, 503, methods=("POST",))  # the gateway never reached Livy
     batch = client.create_batch(BatchRequest(file=str(sleeper), name="again"))
     assert batch.id == 0 and livy_server.batch_count() == 1
     assert livy_server.count("POST", "/batches") == 1  # the 503 never reached Livy
     assert livy_server.count("GET", "/batches/again") == 1  # looked up before submitting again
-    assert livy_server.faults_left() == 0
+    assert gateway.faults_left() == 0
 
 
-def test_unsettled_submission_is_reported_not_repeated(livy_server, livy_client_factory, sleeper):
-    client = livy_client_factory(livy_server, retry=RetryPolicy(attempts=2, backoff=0))
-    livy_server.drop_after_next_post()
-    livy_server.fail_next(5, 503)
+def test_unsettled_submission_is_reported_not_repeated(livy_server, gated, sleeper):
+    gateway, client_for = gated
+    client = client_for(retry=RetryPolicy(attempts=2, backoff=0))
+    gateway.drop_after_next_post()
+    gateway.fail_next(5, 503)
     with pytest.raises(SubmissionUnknown) as unknown:
         client.create_batch(BatchRequest(file=str(sleeper), name="unsure"))
     assert unknown.value.name == "unsure" and "'unsure'" in str(unknown.value)
@@ -200,19 +216,21 @@ def test_polling_unknown_state_keeps_waiting(polled):
 # -- deadlines and answers that cannot be trusted (issue 7) -------------------------------------
 
 
-def test_an_answer_that_trickles_in_ends_at_the_call_deadline(livy_server, livy_client_factory, sleeper):
-    client = livy_client_factory(livy_server, deadline=1.0)
+def test_an_answer_that_trickles_in_ends_at_the_call_deadline(gated, sleeper):
+    gateway, client_for = gated
+    client = client_for(deadline=1.0)
     batch = client.create_batch(BatchRequest(file=str(sleeper), args=["30"], name="trickled"))
-    livy_server.trickle_next(1, every=0.25)  # each read gets a byte well within the read timeout
+    gateway.trickle_next(1, every=0.25)  # each read gets a byte well within the read timeout
     with pytest.raises(LivyTransportError, match=r"/batches/0/state did not complete within its deadline of 1 s"):
         client.get_batch_state(batch.id)
-    assert livy_server.faults_left() == 0
+    assert gateway.faults_left() == 0
     assert client.get_batch_state(batch.id).id == batch.id  # the next call is answered as usual
 
 
-def test_a_trickled_answer_to_a_post_is_settled_by_name(livy_server, livy_client_factory, sleeper):
-    client = livy_client_factory(livy_server, deadline=1.0)
-    livy_server.trickle_next(1, every=0.25, methods=("POST",))
+def test_a_trickled_answer_to_a_post_is_settled_by_name(livy_server, gated, sleeper):
+    gateway, client_for = gated
+    client = client_for(deadline=1.0)
+    gateway.trickle_next(1, every=0.25, methods=("POST",))
     batch = client.create_batch(BatchRequest(file=str(sleeper), name="slow-answer"))
     assert batch.name == "slow-answer" and livy_server.batch_count() == 1
     assert livy_server.count("POST", "/batches") == 1 and livy_server.count("GET", "/batches/slow-answer") == 1

@@ -20,6 +20,9 @@ The batch conf is the merged Spark conf (never a secret: ``run_flow`` refuses th
 ``spark.yarn.maxAppAttempts=1`` (a retried attempt would find the credentials deleted). Its
 name is ``sparkjobs-<run id>``, which makes the POST safe to settle after a lost answer and
 lets ``runs attach`` recognise the batch after a Livy restart reused its id.
+
+Without ``storage`` in the compute, the cluster's own default storage is used, under
+``sparkjobs/`` (``ambari.py``): the one storage a cluster can always read.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from livy import Batch, BatchRequest, BatchState, LivyClient
+from livy import Batch, BatchRequest, BatchState, Cadence, LivyClient
 
 from ..config import RunSettings
 from ..credentials import (
@@ -49,17 +52,20 @@ from ..snapshot_store import SnapshotStore
 from ..storage.base import Store
 from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
+from .ambari import ClusterStorage, default_storage
 from .base import Execution, JobLocations, SubmitPlan, Target
+from .cluster_access import StorageAccess
 from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
 
-__all__ = ["DEFAULT_POLL_SECONDS", "POLL_ENV", "LivyTarget"]
+__all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
 
-log = logging.getLogger(__name__)
-
-#: Livy itself refreshes a batch's state from YARN every 5 s; polling faster learns nothing.
-DEFAULT_POLL_SECONDS = 5.0
-POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"
+#: Livy itself refreshes a batch's state from YARN every 5 s, so a steady poll faster than
+#: that learns nothing; right after the submission, a state change or a log line saying the
+#: job is finishing, a change is likely, and a fast poll sees the end within a second.
+DEFAULT_CADENCE = Cadence(fast=0.5, slow=5.0, burst=10.0)
+POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"  # the steady interval; tests shorten it
 RUNTIME_NAME = "sparkjobs-runtime.zip"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,18 +100,33 @@ class LivyTarget(Target):
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = dict(environ)
         self._home = Path(self._environ.get("SPARKJOBS_HOME") or "~/.sparkjobs").expanduser().absolute()
-        self._interval = _poll_seconds(self._environ)
+        self._cadence = _cadence(self._environ)
         self._credentials: dict[str, StorageCredentials | None] = {}
+        self._defaults: dict[str, ClusterStorage] = {}  # the cluster's own storage, by Livy URL
 
     # ---- where things are --------------------------------------------------------------
-    @staticmethod
-    def _location(settings: RunSettings) -> StorageLocation:
-        if not settings.compute.storage:
-            raise ConfigError(f"aml_config/{settings.compute.name}.compute: key 'storage' is required for a cluster target.")
-        return parse_location(settings.compute.storage)
+    def _storage(self, settings: RunSettings) -> str:
+        """The compute's ``storage``, or else the cluster's own (asked of Ambari once per
+        cluster, then cached), which the cluster can always read."""
+        compute = settings.compute
+        if compute.storage:
+            return compute.storage
+        livy = compute.livy or ""
+        if livy not in self._defaults:
+            answer, asked = default_storage(
+                livy, auth=self._auth(settings), verify=compute.verify,
+                cache_dir=self._home / "cache" / "cluster-storage", compute_file=_compute_file(settings),
+            )
+            if asked:
+                log.warning("sparkjobs: storage not set; using the cluster's default storage %s", answer.storage)
+            self._defaults[livy] = answer
+        return self._defaults[livy].storage
+
+    def _location(self, settings: RunSettings) -> StorageLocation:
+        return parse_location(self._storage(settings))
 
     def _storage_credentials(self, settings: RunSettings) -> StorageCredentials | None:
-        storage = settings.compute.storage or ""
+        storage = self._storage(settings)
         if storage not in self._credentials:
             self._credentials[storage] = resolve_storage_credentials(self._location(settings), self._environ, settings.project.root)
         return self._credentials[storage]
@@ -161,20 +182,25 @@ class LivyTarget(Target):
             queue=compute.queue,
         )
 
-    def _client(self, settings: RunSettings) -> LivyClient:
+    def _auth(self, settings: RunSettings) -> tuple[str, str] | None:
+        """The cluster login for Livy (and Ambari), or None when the compute names no user."""
         compute = settings.compute
         if not compute.livy:
-            raise ConfigError(f"aml_config/{compute.name}.compute: key 'livy' is required for a cluster target.")
-        auth = None
-        if compute.username:
-            password = livy_password(compute.livy, self._environ, settings.project.root)
-            if not password:
-                raise ConfigError(
-                    f"No Livy password for {compute.username} at {compute.livy}: set SPARKJOBS_LIVY_PASSWORD, or add "
-                    f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file (never to the project)."
-                )
-            auth = (compute.username, password)
-        return LivyClient(compute.livy, auth=auth, verify=compute.verify, requested_by="sparkjobs")
+            raise ConfigError(f"{_compute_file(settings)}: key 'livy' is required for a cluster target.")
+        if not compute.username:
+            return None
+        password = livy_password(compute.livy, self._environ, settings.project.root)
+        if not password:
+            raise ConfigError(
+                f"No Livy password for {compute.username} at {compute.livy}: set SPARKJOBS_LIVY_PASSWORD, or add "
+                f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file (never to the project)."
+            )
+        return (compute.username, password)
+
+    def _client(self, settings: RunSettings) -> LivyClient:
+        auth = self._auth(settings)
+        compute = settings.compute
+        return LivyClient(compute.livy or "", auth=auth, verify=compute.verify, requested_by="sparkjobs")
 
     # ---- submit ------------------------------------------------------------------------
     def submit(self, plan: SubmitPlan) -> Execution:
@@ -240,11 +266,30 @@ class LivyTarget(Target):
     def _execution(self, client: LivyClient, batch: Batch, files: RunFiles, settings: RunSettings, name: str, forgotten: str | None = None) -> LivyExecution:
         compute = settings.compute
         return LivyExecution(
-            client, batch, files, livy_url=compute.livy or "", name=name, interval=self._interval,
+            client, batch, files, livy_url=compute.livy or "", name=name, cadence=self._cadence,
             start_timeout=compute.start_timeout_minutes * 60,
             start_setting=f"startTimeoutMinutes in aml_config/{compute.name}.compute",
-            forgotten=forgotten,
+            forgotten=forgotten, access=self._access(settings),
         )
+
+    def _access(self, settings: RunSettings) -> StorageAccess:
+        """What to advise when the cluster cannot read the run's storage (defect: the batch dies
+        before the bootstrap runs, and Livy's log holds only a Java exception)."""
+        where = self._location(settings)
+        compute_file = _compute_file(settings)
+        if where.is_local:
+            reach = "check that the cluster can read that folder"
+        else:
+            reach = (f"check that the cluster has access to storage account '{where.account}' and container "
+                     f"'{where.container}' (a key or SAS for the account in its core-site, or an identity allowed to read it)")
+        if settings.compute.storage:
+            advice = f"{reach}, or leave 'storage' unset in {compute_file} to use the cluster's default storage"
+        else:
+            known = self._defaults[settings.compute.livy or ""]
+            advice = (f"{reach}. It is the cluster's default storage as its Ambari gave it on {known.asked_at}; if the "
+                      f"cluster was recreated since, delete {known.cache_file} so that sparkjobs asks again, or set "
+                      f"'storage' in {compute_file}")
+        return StorageAccess.of(where, advice)
 
     # ---- attach ------------------------------------------------------------------------
     def reattach(self, record: RunRecord, settings: RunSettings) -> Execution:
@@ -300,10 +345,17 @@ class LivyTarget(Target):
                             "content": {"hadoop": {key: "***" for key in plan.hadoop_secrets}}})
         return {
             "livy": {"url": compute.livy, "username": compute.username, "password": "***" if compute.username else None},
+            "storage": {"uri": where.uri("", folder=False), "from": self._storage_source(plan.settings)},
             "request": request.redacted(),
             "launch_spec": spec,
             "uploads": uploads,
         }
+
+    def _storage_source(self, settings: RunSettings) -> str:
+        if settings.compute.storage:
+            return f"'storage' in {_compute_file(settings)}"
+        answer = self._defaults[settings.compute.livy or ""]
+        return f"the cluster's default storage (fs.defaultFS {answer.default_fs}, from Ambari at {answer.ambari}, kept in {answer.cache_file})"
 
     def _snapshot_to_upload(self, store: Store, snapshot: Snapshot) -> tuple[int, int]:
         """Files and bytes of the snapshot not yet in storage (what submit would upload)."""
@@ -319,6 +371,10 @@ class LivyTarget(Target):
         return len(missing), sum(missing)
 
 
+def _compute_file(settings: RunSettings) -> str:
+    return f"aml_config/{settings.compute.name}.compute"
+
+
 def batch_name(run_id: str) -> str:
     return f"sparkjobs-{run_id}"
 
@@ -329,14 +385,14 @@ def _put_once(store: Store, key: str, path: Path) -> None:
         store.put_file(key, path, if_absent=True)
 
 
-def _poll_seconds(environ: Mapping[str, str]) -> float:
+def _cadence(environ: Mapping[str, str]) -> Cadence:
     raw = environ.get(POLL_ENV)
     if not raw:
-        return DEFAULT_POLL_SECONDS
+        return DEFAULT_CADENCE
     try:
         value = float(raw)
     except ValueError:
         value = 0.0
     if not 0 < value <= 600:
         raise ConfigError(f"{POLL_ENV} must be a number of seconds between 0 and 600, not {raw!r}.")
-    return value
+    return Cadence(fast=min(DEFAULT_CADENCE.fast, value), slow=value, burst=DEFAULT_CADENCE.burst)

@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from livy import (
     BatchNotFound,
     BatchStartTimeout,
     BatchState,
+    Cadence,
     LivyClient,
     LivyError,
     LogLine,
@@ -44,6 +46,7 @@ from ..runs import RunRepository, RunStatus
 from ..storage.base import Store
 from ..textsafe import terminal_safe
 from .base import Execution, LineSink, Outcome
+from .cluster_access import StorageAccess
 
 __all__ = ["WATCH_DEADLINE_SECONDS", "LivyExecution", "RunFiles", "batch_details", "find_batch", "livy_errors"]
 
@@ -53,7 +56,13 @@ log = logging.getLogger(__name__)
 WATCH_DEADLINE_SECONDS = 7 * 24 * 3600.0
 #: How often a batch still starting is reported, at most (more often for a short start deadline).
 PROGRESS_SECONDS = 60.0
+#: Livy's log lines kept to explain a batch that died early (Livy keeps 200 per stream).
+KEPT_LINES = 600
 DRIVER_LOG_HEADER = "--- driver log ---"
+#: What the bootstrap says once the script has ended and its outputs are stored: the batch
+#: is about to end. Livy's log shows it when the driver runs beside spark-submit (local or
+#: client mode); in yarn-cluster mode spark-submit's own final report does the same.
+BOOTSTRAP_FINISHING = r"^sparkjobs bootstrap: copied \d+ file\(s\) from \./outputs to "
 
 
 @contextmanager
@@ -163,7 +172,9 @@ class _Watched:
 class LivyExecution(Execution):
     """One Livy batch. ``forgotten`` starts it as a batch Livy no longer knows (reattach after
     retention): then only storage is read. ``start_timeout`` is how many seconds the batch may
-    stay pending once watched; ``start_setting`` names where that limit is set, for messages."""
+    stay pending once watched; ``start_setting`` names where that limit is set, for messages.
+    ``access`` explains a batch that died before the bootstrap ran (the cluster could not
+    read storage)."""
 
     detachable = True
 
@@ -175,10 +186,11 @@ class LivyExecution(Execution):
         *,
         livy_url: str,
         name: str,
-        interval: float,
+        cadence: Cadence,
         start_timeout: float = WATCH_DEADLINE_SECONDS,
         start_setting: str = "startTimeoutMinutes",
         forgotten: str | None = None,
+        access: StorageAccess | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -186,10 +198,12 @@ class LivyExecution(Execution):
         self._files = files
         self._livy_url = livy_url
         self._name = name
-        self._interval = interval
+        self._cadence = cadence
         self._start_timeout = start_timeout
         self._start_setting = start_setting
         self._forgotten = forgotten  # why Livy no longer answers for the batch
+        self._access = access
+        self._lines: deque[str] = deque(maxlen=KEPT_LINES)  # Livy's log as seen, to explain an early death
         self._never_started: str | None = None  # why sparkjobs deleted a batch stuck starting
         self._pending_state = ""  # the state it was stuck in
         self._killed = threading.Event()
@@ -197,7 +211,7 @@ class LivyExecution(Execution):
         self._last_state: BatchState | None = None
         self._clock = clock
         self._watched_since = clock()
-        self._progress_every = min(PROGRESS_SECONDS, max(interval, start_timeout / 4))
+        self._progress_every = min(PROGRESS_SECONDS, max(cadence.slow, start_timeout / 4))
         self._next_progress = self._progress_every
         self._handle = BatchHandle(_Watched(client, self._seen), batch, sleep=sleep, clock=clock)  # type: ignore[arg-type]
         self.details: Mapping[str, str] = batch_details(livy_url, batch, name)
@@ -245,8 +259,12 @@ class LivyExecution(Execution):
             try:
                 if self._last_state is None:
                     self._seen(self._handle.batch)
-                tail = self._handle.tail(WATCH_DEADLINE_SECONDS, interval=self._interval, start_timeout=self._start_timeout)
+                tail = self._handle.tail(
+                    WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout,
+                    finishing=(BOOTSTRAP_FINISHING,),
+                )
                 for line in tail:
+                    self._lines.append(line.text)
                     sink(_shown(line))
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
@@ -300,7 +318,7 @@ class LivyExecution(Execution):
     def _wait_quietly(self) -> None:
         with livy_errors(f"wait for Livy batch {self._handle.id}"):
             try:
-                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._interval, start_timeout=self._start_timeout)
+                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout)
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
             except BatchNotFound as exc:
@@ -340,7 +358,24 @@ class LivyExecution(Execution):
             return Outcome(RunStatus.KILLED, None, f"Livy batch {batch.id} was killed{diagnostics}.", details=details, outputs_store=store)
         ended = f"exited with code {code}" if code is not None else "failed before recording an exit code"
         error = f"The job {ended}; Livy batch {batch.id} ended '{terminal_safe(batch.state_raw)}'{diagnostics}."
-        return Outcome(RunStatus.FAILED, code, error, details=details, outputs_store=store)
+        why = self._early_death() if code is None else None
+        return Outcome(RunStatus.FAILED, code, f"{error} {why}" if why else error, details=details, outputs_store=store)
+
+    def _early_death(self) -> str | None:
+        """Why a batch died before the bootstrap recorded anything, when storage is the likely cause."""
+        if self._access is None:
+            return None
+        lines = [*self._lines, *self._handle.batch.log]
+        if not self._lines:  # not followed (wait only): read Livy's log once
+            try:
+                lines[:0] = self._client.get_batch_log(self._handle.id, offset=0, size=-1).lines
+            except LivyError:
+                pass
+        try:
+            started = self._files.store.exists(self._files.driver_log)
+        except Exception:  # noqa: BLE001 - a store that cannot say does not change the advice
+            started = False
+        return self._access.explain(lines, started, self._files.shown(self._files.driver_log))
 
     def kill(self) -> None:
         self._killed.set()

@@ -11,6 +11,7 @@ polling and log buffers where Spark itself is not under test.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -66,6 +67,7 @@ class Record:
     finished_at: float | None = None
     diagnostics: list[str] = field(default_factory=list)
     first_seen: dict[str, float] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.stdout: deque[str] = deque(maxlen=self.log_lines)
@@ -175,6 +177,7 @@ class Registry:
         retention: float,
         log_lines: int,
         workdir: Path,
+        state_poll: float = 0.0,
     ) -> None:
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}")
@@ -183,6 +186,8 @@ class Registry:
         self.retention = retention
         self.log_lines = log_lines
         self.workdir = workdir
+        self.state_poll = state_poll
+        self._closing = threading.Event()
         self.lock = threading.RLock()
         self.records: dict[int, Record] = {}
         self.next_id = 0
@@ -280,6 +285,7 @@ class Registry:
             self.kill(record, state="dead")
 
     def shutdown(self) -> None:
+        self._closing.set()
         with self.lock:
             records = list(self.records.values())
             self.records = {}
@@ -356,6 +362,10 @@ class Registry:
         code = proc.wait()
         for pump in pumps:
             pump.join(timeout=10)
+        if self.state_poll > 0:  # Livy on YARN sees the end at its next poll of the application,
+            # whose phase is the application's own (random here)
+            since = time.monotonic() - record.created_at + random.uniform(0, self.state_poll)
+            self._closing.wait(self.state_poll - since % self.state_poll)
         with self.lock:
             record.finish("success" if code == 0 else "dead")
 

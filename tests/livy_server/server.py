@@ -1,22 +1,20 @@
 """A Livy-protocol HTTP server for tests, with fault injection.
 
-Status codes, bodies, CSRF, base path and basic auth follow
-shared/reference/livy-facts.md; the batch side lives in ``batches.py``.  Bound to
-127.0.0.1 on a free port.  Faults a test can inject: the next N requests answered with a
-gateway HTML error page (a 502/503 "storm"), the connection dropped right after a POST
-was processed, a batch killed server side, retention expired at once, a restart that
-forgets every batch and counts ids from 0 again, an answer whose body trickles in, a POST
-answered with another batch, batches held in ``starting``, and a batch that runs another
-command than its file.
+Status codes, bodies, CSRF and base path follow shared/reference/livy-facts.md; the batch
+side lives in ``batches.py``.  Bound to 127.0.0.1 on a free port.  What a gateway does
+(HTTPS, basic auth, 502/503 storms, dropped and slow answers) is the HTTPS gateway's part
+(tests/gateway/), in front of this server or of a real Livy.  Faults a test can inject
+here are Livy's own: a batch killed server side, retention expired at once, a restart that
+forgets every batch and counts ids from 0 again, a POST answered with another batch,
+batches held in ``starting``, a batch that runs another command than its file, and
+(``state_poll``) a final state set only at Livy's next poll of YARN.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,50 +28,38 @@ __all__ = ["LivyTestServer", "PAYLOADS"]
 
 PAYLOADS = Path(__file__).parent / "payloads"
 VERSION = json.loads((PAYLOADS / "version.json").read_text())
-HTML_PAGES = {
-    401: "gateway_401.html",
-    400: "csrf_400.html",
-    404: "jetty_404.html",
-    502: "gateway_502.html",
-    503: "gateway_503.html",
-    504: "gateway_504.html",
-}
+HTML_PAGES = {400: "csrf_400.html", 404: "jetty_404.html"}
 
 
 def html_page(status: int) -> str:
-    return (PAYLOADS / HTML_PAGES.get(status, "gateway_502.html")).read_text()
-
-
-class _Fault:
-    def __init__(self, status: int, count: int, methods: Sequence[str], every: float = 0.0) -> None:
-        self.status, self.count, self.methods = status, count, {m.upper() for m in methods}
-        self.every = every  # a trickle: seconds between the bytes of the body
+    return (PAYLOADS / HTML_PAGES.get(status, "jetty_404.html")).read_text()
 
 
 class LivyTestServer:
     """A running test server.  ``url`` includes the base path, as a client would be given.
 
-    Options: ``base_path`` ("" or e.g. "/livy"), ``auth`` ((user, password) for basic auth),
-    ``csrf`` (X-Requested-By required on POST/DELETE/PUT), ``retention`` (seconds a finished
+    Options: ``base_path`` ("" or e.g. "/livy"), ``csrf`` (X-Requested-By required on POST/DELETE/PUT), ``retention`` (seconds a finished
     batch is kept), ``whitelist`` (folders local ``file:`` paths may come from, Livy's
     ``livy.file.local-dir-whitelist``), ``runner`` ("spark-submit" or "python"),
-    ``log_lines`` (ring buffer size per stream).
+    ``log_lines`` (ring buffer size per stream), ``state_poll`` (seconds: as Livy on YARN,
+    which reads an application's state from YARN every ``livy.server.yarn.poll-interval``,
+    5 s, a batch's final state is set at the next such poll after its process ended; 0, the
+    default, sets it at once, as Livy does for a local master).
     """
 
     def __init__(
         self,
         *,
         base_path: str = "",
-        auth: tuple[str, str] | None = None,
         csrf: bool = True,
         retention: float = 600.0,
         whitelist: Sequence[Path] = (),
         runner: str = "spark-submit",
         log_lines: int = 200,
         workdir: Path | None = None,
+        state_poll: float = 0.0,
     ) -> None:
         self.base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
-        self.auth = auth
         self.csrf = csrf
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="livy-test-")
         self.registry = Registry(
@@ -82,11 +68,9 @@ class LivyTestServer:
             retention=retention,
             log_lines=log_lines,
             workdir=workdir or Path(self._tmp.name),
+            state_poll=state_poll,
         )  # type: ignore[union-attr]
         self.requests: Counter[str] = Counter()
-        self._faults: list[_Fault] = []
-        self._drop_posts = 0
-        self._trickles: list[_Fault] = []
         self._post_answers: list[tuple[int, bool]] = []  # (batch id to answer with, create ours)
         self._lock = threading.Lock()
         self._stopped = False
@@ -125,22 +109,6 @@ class LivyTestServer:
         self.stop()
 
     # -- fault injection ---------------------------------------------------------------------
-
-    def fail_next(self, count: int, status: int = 502, methods: Sequence[str] = ("GET",)) -> None:
-        """Answer the next ``count`` requests of ``methods`` with a gateway HTML page."""
-        with self._lock:
-            self._faults.append(_Fault(status, count, methods))
-
-    def drop_after_next_post(self) -> None:
-        """Process the next POST fully, then close the connection without answering."""
-        with self._lock:
-            self._drop_posts += 1
-
-    def trickle_next(self, count: int = 1, every: float = 2.0, methods: Sequence[str] = ("GET",)) -> None:
-        """Answer the next ``count`` requests of ``methods`` with the headers at once and then
-        the body one byte every ``every`` seconds (a proxy or server that has stalled)."""
-        with self._lock:
-            self._trickles.append(_Fault(200, count, methods, every))
 
     def answer_posts_with(self, batch_id: int, count: int = 1, *, create: bool = True) -> None:
         """Answer the next ``count`` POSTs with 201 and batch ``batch_id`` (another batch)
@@ -184,10 +152,9 @@ class LivyTestServer:
         return record
 
     def faults_left(self) -> int:
-        """Injected error answers not yet served."""
+        """Injected answers not yet served."""
         with self._lock:
-            faults = sum(f.count for f in [*self._faults, *self._trickles])
-            return faults + self._drop_posts + len(self._post_answers)
+            return len(self._post_answers)
 
     def count(self, method: str, suffix: str = "") -> int:
         """Requests received with this method whose path (after the base path) ends with suffix."""
@@ -199,32 +166,9 @@ class LivyTestServer:
 
     # -- used by the handler -----------------------------------------------------------------
 
-    def _take_fault(self, method: str) -> int | None:
-        with self._lock:
-            for fault in self._faults:
-                if method in fault.methods and fault.count > 0:
-                    fault.count -= 1
-                    return fault.status
-        return None
-
-    def _take_trickle(self, method: str) -> float | None:
-        with self._lock:
-            for fault in self._trickles:
-                if method in fault.methods and fault.count > 0:
-                    fault.count -= 1
-                    return fault.every
-        return None
-
     def _take_post_answer(self) -> tuple[int, bool] | None:
         with self._lock:
             return self._post_answers.pop(0) if self._post_answers else None
-
-    def _take_drop(self) -> bool:
-        with self._lock:
-            if self._drop_posts > 0:
-                self._drop_posts -= 1
-                return True
-        return False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -258,25 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for key, value in (extra or {}).items():
             self.send_header(key, value)
-        every = getattr(self, "trickle", None)
-        if every is not None:
-            self.send_header("Connection", "close")
         self.end_headers()
-        if every is None:
-            self.wfile.write(data)
-            return
-        self.wfile.flush()
-        livy: LivyTestServer = self.server.livy  # type: ignore[attr-defined]
-        for index in range(len(data)):  # bounded by the body; ends early once the client left
-            if livy._stopped:
-                break
-            try:
-                self.wfile.write(data[index : index + 1])
-                self.wfile.flush()
-            except OSError:
-                break
-            time.sleep(every)
-        self.close_connection = True
+        self.wfile.write(data)
 
     def _json(self, status: int, value: object, extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(value), "application/json;charset=utf-8", extra)
@@ -294,12 +221,6 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
-        fault = livy._take_fault(method)
-        self.trickle = livy._take_trickle(method)
-        if fault is not None:
-            return self._html(fault)
-        if livy.auth and not self._authorized(livy.auth):
-            return self._html(401, {"WWW-Authenticate": 'Basic realm="Livy"'})
         if not parts.path.startswith(livy.base_path + "/") and parts.path != livy.base_path:
             return self._html(404)
         path = parts.path[len(livy.base_path) :].rstrip("/") or "/"
@@ -315,10 +236,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(livy, method, path.split("/")[1:], query, raw)
         except ValueError as exc:  # a query parameter that is not a number
             self._json(400, {"msg": str(exc)})
-
-    def _authorized(self, auth: tuple[str, str]) -> bool:
-        expected = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        return self.headers.get("Authorization", "") == f"Basic {expected}"
 
     def _route(
         self, livy: LivyTestServer, method: str, parts: list[str], query: dict[str, str], raw: bytes
@@ -390,9 +307,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, str(exc))
         except Rejected as exc:
             return self._json(400, {"msg": f"Rejected, Reason: {exc}"})
-        if livy._take_drop():
-            self.close_connection = True
-            return None
         with livy.registry.lock:
             view = record.to_json()
         return self._json(201, view, {"Location": f"/{record.id}"})

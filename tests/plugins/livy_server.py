@@ -1,7 +1,8 @@
 """Fixtures for the Livy-protocol test server (tests/livy_server/).
 
 ``livy_server_factory(**options)`` starts a server with any ``LivyTestServer`` options
-(``base_path``, ``auth``, ``csrf``, ``retention``, ``whitelist``, ``runner``, ``log_lines``);
+(``base_path``, ``csrf``, ``retention``, ``whitelist``, ``runner``, ``log_lines``,
+``state_poll``); a gateway's faults and login are ``plugins/gateway.py``'s;
 the test's ``tmp_path`` is whitelisted unless ``whitelist`` is given.  Every server a test
 started is stopped afterwards, which also kills the child processes it ran (by pid).
 ``livy_server`` is one default server: real spark-submit runner, CSRF on, no auth.
