@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gateway import Gateway, make_tls
 from livy_server import LivyTestServer
 
 from helpers import REPO, make_project, write
@@ -108,6 +109,7 @@ NOT_RUN: dict[str, str] = {
     "cd my-project": "the folder the commands after it run in: the 'project' session's folder",
     "python bench/overhead.py": "a benchmark that takes minutes, not a check",
     "python bench/livy_polling.py": "a benchmark, not a check",
+    "python bench/livy_end_latency.py": "a benchmark, not a check",
 }
 
 
@@ -215,14 +217,16 @@ def _from_template(name: str, placeholders: dict[str, str]) -> str:
     return text
 
 
-def _cluster_project(root: Path, server: LivyTestServer) -> None:
+def _cluster_project(root: Path, gateway: Gateway) -> None:
     write(root / "train.py", "import sys\nprint('train.py ran with', sys.argv[1:])\n")
     config = root / "aml_config"
     config.mkdir(parents=True)
     shutil.copy(REPO / "aml_config" / "spark_dependencies.yml", config / "spark_dependencies.yml")
+    # The template's commented storage and verify lines, filled in and switched on.
     compute = _from_template("cluster.compute.example", {
-        "https://CLUSTER.azurehdinsight.net/livy": server.url,
-        "wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/sparkjobs": (root.parent / "store").as_uri(),
+        "https://CLUSTER.azurehdinsight.net/livy": gateway.url,
+        "# storage: wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/sparkjobs": f"storage: {(root.parent / 'store').as_uri()}",
+        "# verify: true": f"verify: {gateway.tls.ca}",
     })  # fmt: skip
     runconfig = _from_template("cluster.runconfig.example", {})
     assert "Target: cluster\n" in runconfig
@@ -267,7 +271,9 @@ def _run_session(session: Session, setup=None) -> Session:
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory) -> dict[str, Session]:
     base = tmp_path_factory.mktemp("docs-commands")
-    server = LivyTestServer(runner="python", base_path="/livy", auth=(LIVY_USER, LIVY_PASSWORD), whitelist=[base])
+    server = LivyTestServer(runner="python", whitelist=[base])
+    # As on HDInsight: Livy behind an HTTPS gateway with the cluster login, under /livy.
+    gateway = Gateway(server.url, tls=make_tls(base / "tls"), auth=(LIVY_USER, LIVY_PASSWORD))
     try:
         made = {name: Session(name, base / name / "root", _env(base / name), {}) for name in ("repo", "project", "iris", "lost", "cluster")}
         _copy_iris(made["repo"].root / "examples" / "iris")
@@ -275,13 +281,14 @@ def sessions(tmp_path_factory) -> dict[str, Session]:
         _copy_iris(made["iris"].root)
         make_project(made["lost"].root, base / "lost" / "share", framework="Python")
         write(made["lost"].root / "sleeper.py", SLEEPER)
-        _cluster_project(made["cluster"].root, server)
+        _cluster_project(made["cluster"].root, gateway)
         made["cluster"].env.update(SPARKJOBS_LIVY_PASSWORD=LIVY_PASSWORD, SPARKJOBS_LIVY_POLL_SECONDS="0.2")
         setups = {"lost": _lose_a_run}
         with ThreadPoolExecutor(max_workers=len(made)) as pool:
             done = list(pool.map(lambda session: _run_session(session, setups.get(session.name)), made.values()))
         yield {session.name: session for session in done}
     finally:
+        gateway.stop()
         server.stop()
 
 
