@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from http_handler import DispatchingHandler
 from livy_server import PAYLOADS
 
 from .ambari import AmbariSim
@@ -263,25 +264,8 @@ class _TLSServer(ThreadingHTTPServer):
         pass  # a client that went away (or refused our certificate): nothing to report
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a connection may sit idle or mid-handshake
+class _Handler(DispatchingHandler):
     server: _TLSServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet tests
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
 
     # -- dispatch ----------------------------------------------------------------------------
 

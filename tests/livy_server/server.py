@@ -17,10 +17,12 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from http_handler import DispatchingHandler
 
 from .batches import BadBody, Record, Registry, Rejected
 
@@ -171,25 +173,8 @@ class LivyTestServer:
             return self._post_answers.pop(0) if self._post_answers else None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30
+class _Handler(DispatchingHandler):
     server: ThreadingHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet tests
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
 
     # -- answers -----------------------------------------------------------------------------
 
