@@ -73,6 +73,13 @@ class RunRecord:
     failed_artifacts: tuple[str, ...] = ()
     details: dict[str, str] = field(default_factory=dict)  # target facts: batch id, appId, URLs
     owner: ProcessIdentity | None = None  # the sparkjobs process watching the run, while it runs
+    # What the script logged (issue 10): the last value of each metric, and each param. The whole
+    # series of every metric lives beside the record, in runs/<id>/metrics.jsonl.
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    # Earlier runs' artifacts the args referenced (run:ID/outputs/x): each {"reference", "run",
+    # "path", "resolved"}, so lineage shows where an input came from.
+    inputs: tuple[dict[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -81,6 +88,7 @@ class RunRecord:
         data["args"] = list(self.args)
         data["artifacts"] = [asdict(a) for a in self.artifacts]
         data["failed_artifacts"] = list(self.failed_artifacts)
+        data["inputs"] = [dict(item) for item in self.inputs]
         return data
 
     @classmethod
@@ -107,6 +115,9 @@ class RunRecord:
             failed_artifacts=tuple(values["failed_artifacts"]),
             details=dict(values["details"]),
             owner=ProcessIdentity.from_json(values["owner"]),
+            metrics=dict(values["metrics"]),
+            params=dict(values["params"]),
+            inputs=tuple(dict(item) for item in values["inputs"]),
         )
 
     def finished(self, status: RunStatus, exit_code: int | None, **changes: Any) -> "RunRecord":
@@ -173,6 +184,10 @@ _FIELDS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "failed_artifacts": (_texts, "a list of strings", []),
     "details": (lambda v: isinstance(v, dict) and all(_is_text(x) for x in v.values()), "an object of strings", {}),
     "owner": (lambda v: v is None or isinstance(v, dict), "an object or null", None),
+    "metrics": (lambda v: isinstance(v, dict), "an object", {}),
+    "params": (lambda v: isinstance(v, dict), "an object", {}),
+    "inputs": (lambda v: isinstance(v, list) and all(isinstance(i, dict) and all(_is_text(x) for x in i.values()) for i in v),
+               "a list of objects of strings", []),
 }
 
 
