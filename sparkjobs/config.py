@@ -19,6 +19,7 @@ import yaml
 
 from .config_yaml import YamlRefused, load_yaml
 from .errors import ConfigError
+from .packages import coordinate, repository
 from .wording import sentence
 
 __all__ = [
@@ -86,6 +87,7 @@ class SparkDependencies:
     configuration: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     packages: tuple[str, ...] = ()
     repositories: tuple[str, ...] = ()
+    file: str = ""  # the dependencies file, relative to the project, for messages
 
 
 @dataclass(frozen=True)
@@ -245,11 +247,21 @@ def _verify(value: Any) -> bool | str:
 
 
 def _maven(value: Any) -> tuple[str, ...]:
-    coords = _string_list(value)
-    for coord in coords:
-        if len(coord.split(":")) != 3 or not all(coord.split(":")):
-            raise _Invalid(f"entry {coord!r} is not a Maven coordinate group:artifact:version")
-    return coords
+    return _each(value, coordinate, "'group:artifact:version' strings or mappings of group, artifact and version")
+
+
+def _repositories(value: Any) -> tuple[str, ...]:
+    return _each(value, repository, "repository URLs or mappings with a url")
+
+
+def _each(value: Any, parse: Callable[[Any], str], what: str) -> tuple[str, ...]:
+    # Both sparkjobs' strings and Workbench's mappings (packages.py).
+    if not isinstance(value, list):
+        raise _Invalid(f"must be a list of {what}")
+    try:
+        return tuple(parse(item) for item in value)
+    except ValueError as exc:
+        raise _Invalid(str(exc), show_value=False) from None
 
 
 _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
@@ -283,7 +295,7 @@ _RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
 _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
     "configuration": ("configuration", _string_map),
     "packages": ("packages", _maven),
-    "repositories": ("repositories", _string_list),
+    "repositories": ("repositories", _repositories),
 }
 _PROJECT_KEYS: dict[str, tuple[str, Checker]] = {
     "name": ("name", _path_segment),
@@ -426,7 +438,8 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
             deps_data = _read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
             used.append(deps_path)
             if deps_data is not None:
-                dependencies = SparkDependencies(**_check(deps_path, deps_data, _DEPENDENCY_KEYS, problems))
+                file = deps_path.relative_to(project.root).as_posix()
+                dependencies = SparkDependencies(**_check(deps_path, deps_data, _DEPENDENCY_KEYS, problems), file=file)
 
     argv = run_values.get("argument_vector")
     if argv is not None and not argv:

@@ -46,6 +46,7 @@ from ..credentials import (
     resolve_storage_credentials,
 )
 from ..errors import ConfigError, TargetError
+from ..packages import PackageResolution
 from ..runs import RunRecord
 from ..snapshot import Snapshot, cache_path_for
 from ..snapshot_store import SnapshotStore
@@ -270,6 +271,8 @@ class LivyTarget(Target):
             start_timeout=compute.start_timeout_minutes * 60,
             start_setting=f"startTimeoutMinutes in aml_config/{compute.name}.compute",
             forgotten=forgotten, access=self._access(settings),
+            packages=PackageResolution.of(settings.dependencies.packages, settings.dependencies.file,
+                                          "the cluster's Livy server"),
         )
 
     def _access(self, settings: RunSettings) -> StorageAccess:

@@ -42,6 +42,7 @@ from livy import (
 )
 
 from ..errors import SparkJobsError, TargetError
+from ..packages import PackageResolution
 from ..runs import RunRepository, RunStatus
 from ..storage.base import Store
 from ..textsafe import terminal_safe
@@ -173,8 +174,8 @@ class LivyExecution(Execution):
     """One Livy batch. ``forgotten`` starts it as a batch Livy no longer knows (reattach after
     retention): then only storage is read. ``start_timeout`` is how many seconds the batch may
     stay pending once watched; ``start_setting`` names where that limit is set, for messages.
-    ``access`` explains a batch that died before the bootstrap ran (the cluster could not
-    read storage)."""
+    ``access`` and ``packages`` explain a batch that died before the bootstrap ran (the cluster
+    could not read storage, or spark-submit could not resolve a package)."""
 
     detachable = True
 
@@ -191,6 +192,7 @@ class LivyExecution(Execution):
         start_setting: str = "startTimeoutMinutes",
         forgotten: str | None = None,
         access: StorageAccess | None = None,
+        packages: PackageResolution | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -203,6 +205,7 @@ class LivyExecution(Execution):
         self._start_setting = start_setting
         self._forgotten = forgotten  # why Livy no longer answers for the batch
         self._access = access
+        self._packages = packages
         self._lines: deque[str] = deque(maxlen=KEPT_LINES)  # Livy's log as seen, to explain an early death
         self._never_started: str | None = None  # why sparkjobs deleted a batch stuck starting
         self._pending_state = ""  # the state it was stuck in
@@ -362,8 +365,9 @@ class LivyExecution(Execution):
         return Outcome(RunStatus.FAILED, code, f"{error} {why}" if why else error, details=details, outputs_store=store)
 
     def _early_death(self) -> str | None:
-        """Why a batch died before the bootstrap recorded anything, when storage is the likely cause."""
-        if self._access is None:
+        """Why a batch died before the bootstrap recorded anything: a package spark-submit could
+        not resolve, or (the likely cause otherwise) storage the cluster cannot read."""
+        if self._access is None and self._packages is None:
             return None
         lines = [*self._lines, *self._handle.batch.log]
         if not self._lines:  # not followed (wait only): read Livy's log once
@@ -371,6 +375,9 @@ class LivyExecution(Execution):
                 lines[:0] = self._client.get_batch_log(self._handle.id, offset=0, size=-1).lines
             except LivyError:
                 pass
+        unresolved = self._packages.explain(lines) if self._packages is not None else None
+        if unresolved is not None or self._access is None:
+            return unresolved
         try:
             started = self._files.store.exists(self._files.driver_log)
         except Exception:  # noqa: BLE001 - a store that cannot say does not change the advice

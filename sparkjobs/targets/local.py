@@ -9,12 +9,13 @@ from typing import Mapping
 
 from ..config import Framework, RunSettings
 from ..credentials import without_credentials
+from ..packages import PackageResolution
 from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
 from .base import Execution, JobLocations, SubmitPlan, Target
 from .submit_process import EXIT_FILE, ProcessExecution
 
-__all__ = ["LocalTarget", "spark_submit_argv", "write_private_json", "shared_folder"]
+__all__ = ["LocalTarget", "package_resolution", "spark_submit_argv", "write_private_json", "shared_folder"]
 
 SNAPSHOT_DIR = "snapshot"
 
@@ -22,6 +23,14 @@ SNAPSHOT_DIR = "snapshot"
 def shared_folder(settings: RunSettings) -> Path:
     base = Path(settings.compute.native_shared_directory).expanduser()
     return base / settings.project.workspace / settings.project.name
+
+
+def package_resolution(settings: RunSettings) -> PackageResolution | None:
+    """The run's packages, which spark-submit resolves on this machine (not for plain Python)."""
+    if settings.framework is Framework.PYTHON:
+        return None
+    deps = settings.dependencies
+    return PackageResolution.of(deps.packages, deps.file, "this machine")
 
 
 def write_private_json(path: Path, value: object) -> None:
@@ -131,6 +140,7 @@ class LocalTarget(Target):
             env=self.process_env(plan),
             outputs=snapshot_dir / "outputs",
             exit_file=plan.workdir / EXIT_FILE,
+            packages=package_resolution(plan.settings),
         )
 
     def describe(self, plan: SubmitPlan) -> dict:

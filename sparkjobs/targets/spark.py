@@ -47,13 +47,14 @@ from ..credentials import (
     resolve_storage_credentials,
 )
 from ..errors import ConfigError
+from ..packages import PackageResolution
 from ..snapshot import Snapshot
 from ..spark_env import spark_submit_path
 from ..storage.base import Store
 from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
 from .base import Execution, JobLocations, Outcome, SubmitPlan
-from .local import LocalTarget, spark_submit_argv
+from .local import LocalTarget, package_resolution, spark_submit_argv
 from .submit_process import EXIT_FILE, ProcessExecution
 
 __all__ = ["SparkClusterTarget", "snapshot_zip_path", "write_snapshot_zip"]
@@ -131,8 +132,9 @@ class _SparkExecution(ProcessExecution):
     """A spark-submit process; with storage, the bootstrap has copied its outputs to ``store``."""
 
     def __init__(self, argv: Sequence[str], *, cwd: Path, env: dict[str, str], outputs: Path | None,
-                 exit_file: Path, store: Store | None, details: dict[str, str]) -> None:
-        super().__init__(argv, cwd=cwd, env=env, outputs=outputs, exit_file=exit_file)
+                 exit_file: Path, store: Store | None, details: dict[str, str],
+                 packages: PackageResolution | None) -> None:
+        super().__init__(argv, cwd=cwd, env=env, outputs=outputs, exit_file=exit_file, packages=packages)
         self._store = store
         self.details = {**self.details, **details}
 
@@ -215,6 +217,7 @@ class SparkClusterTarget(LocalTarget):
             exit_file=plan.workdir / EXIT_FILE,
             store=store,
             details={"master": plan.settings.compute.master},
+            packages=package_resolution(plan.settings),
         )
 
     def _outputs_store(self, settings: RunSettings) -> Store | None:

@@ -15,10 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import TargetError
+from ..packages import MARK, PackageResolution
 from ..runs import RunStatus
 from .base import Execution, LineSink, Outcome
 
@@ -55,9 +57,11 @@ def outcome_from_exit(code: int | None, killed: bool, outputs: Path | None, reas
 
 class ProcessExecution(Execution):
     def __init__(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], outputs: Path | None,
-                 exit_file: Path) -> None:
+                 exit_file: Path, packages: PackageResolution | None = None) -> None:
         self._outputs = outputs
         self._exit_file = exit_file
+        self._packages = packages
+        self._clues: list[str] = []  # spark-submit's lines on packages it could not resolve
         self._killed = threading.Event()
         supervised = [sys.executable, "-S", str(SUPERVISOR_PATH), str(exit_file), "--", *argv]
         try:
@@ -97,15 +101,23 @@ class ProcessExecution(Execution):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    sink(raw.decode("utf-8", errors="replace").rstrip("\r"))
+                    self._deliver(sink, raw)
         if pending:
-            sink(pending.decode("utf-8", errors="replace").rstrip("\r"))
+            self._deliver(sink, pending)
+
+    def _deliver(self, sink: LineSink, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if self._packages is not None and MARK in line and len(self._clues) < 20:
+            self._clues.append(line)
+        sink(line)
 
     def wait(self) -> Outcome:
         returncode = self._process.wait()
         ended = read_exit_file(self._exit_file)
         code = ended["exit_code"] if ended else (128 - returncode if returncode < 0 else returncode)
-        return outcome_from_exit(code, self._killed.is_set(), self._outputs)
+        outcome = outcome_from_exit(code, self._killed.is_set(), self._outputs)
+        why = self._packages.explain(self._clues) if self._packages and code else None
+        return replace(outcome, error=why) if why and not self._killed.is_set() else outcome
 
     def kill(self) -> None:
         """Ask the supervisor to stop the job's group; SIGKILL the group after a grace period."""
