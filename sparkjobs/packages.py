@@ -18,13 +18,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MARK", "PackageResolution", "coordinate", "repository", "unresolved_coordinates"]
+__all__ = ["MARK", "MARKS", "PackageResolution", "coordinate", "repository", "unresolved_coordinates"]
 
 #: Workbench writes ``{group, artifact, version}`` mappings; sparkjobs' own shape is "g:a:v".
 _FIELDS = ("group", "artifact", "version")
 _UNRESOLVED = re.compile(r"unresolved dependency: ([^\s#;:\]]+)#([^\s#;:\]]+);([^\s:\],]+)")
-#: What Ivy's exception says; cheap to test on every streamed line.
+#: Ivy's cache is not safe for two submissions that download the same jar at once: one of
+#: them may find the jar gone when it copies it out (seen with two Livy batches here).
+_RETRIEVE = re.compile(r"problem during retrieve of \S+: (?:java\.io\.)?(FileNotFoundException: \S+)")
+#: What Ivy's exceptions say; cheap to test on every streamed line.
 MARK = "unresolved dependency:"
+MARKS = (MARK, "problem during retrieve of ")
 
 
 def coordinate(entry: Any) -> str:
@@ -91,9 +95,10 @@ class PackageResolution:
 
     def explain(self, lines: Iterable[str]) -> str | None:
         """One sentence naming the packages Ivy could not resolve, or None if it resolved them all."""
+        lines = list(lines)
         missing = unresolved_coordinates(lines)
         if not missing:
-            return None
+            return self._retrieve_failed(lines)
         listed = [c for c in missing if c in self.packages]
         needed = [c for c in missing if c not in self.packages]
         named = []
@@ -106,6 +111,17 @@ class PackageResolution:
             f"{'it' if len(missing) == 1 else 'them'} in none of the repositories it tried (Maven Central, "
             "spark-packages and any listed under 'repositories'). Check the group, artifact and version, and that "
             f"{self.machine} can reach those repositories."
+        )
+
+
+    def _retrieve_failed(self, lines: list[str]) -> str | None:
+        found = next((m for m in map(_RETRIEVE.search, lines) if m), None)
+        if found is None:
+            return None
+        return (
+            f"spark-submit on {self.machine} found the packages (from 'packages' in {self.source}) but could not copy "
+            f"them out of Ivy's cache ({found.group(1)}), so the job never started. Ivy's cache is not safe for two "
+            "submissions that download the same package at the same moment; run again."
         )
 
 

@@ -74,6 +74,7 @@ def _project(base: Path) -> tuple[Path, dict[str, str]]:
     project = make_project(base / "proj", base / "share")
     write(project / "aml_config" / "with_jsoup.yml", f"packages:\n  - {JSOUP}\n")
     write(project / "aml_config" / "with_missing.yml", f"packages:\n  - {JSOUP}\n  - {MISSING}\n")
+    write(project / "aml_config" / "only_missing.yml", f"packages:\n  - {MISSING}\n")
     write(project / "job.py", JOB)
     environ = dict(os.environ, SPARKJOBS_HOME=str(base / "home"), PYSPARK_PYTHON=sys.executable)
     return project, environ
@@ -92,7 +93,7 @@ def _result(stdout: str) -> dict:
 
 
 def _assert_names_the_missing_package(done: subprocess.CompletedProcess, env: dict[str, str], project: Path,
-                                      machine: str) -> None:
+                                      machine: str, deps: str = "with_missing.yml") -> None:
     """Exit 1, one summary naming the package, where it was resolved and the file; recorded."""
     assert done.returncode == 1, done.stderr[-3000:]
     summary = [line for line in done.stderr.splitlines() if "could not resolve" in line]
@@ -100,7 +101,7 @@ def _assert_names_the_missing_package(done: subprocess.CompletedProcess, env: di
     line = summary[0]
     assert line.startswith("sparkjobs: Run ") and " failed. " in line, line
     assert f"spark-submit on {machine} could not resolve the package {MISSING}" in line, line
-    assert "aml_config/with_missing.yml" in line and JSOUP not in line, line
+    assert f"aml_config/{deps}" in line and JSOUP not in line, line
     assert "Traceback" not in done.stderr
     run_id = line.split()[2].rstrip(".")
     record = _record(env, project, run_id)
@@ -162,6 +163,19 @@ def test_ivys_unresolved_dependency_becomes_one_sentence_naming_the_package():
         ["java.lang.RuntimeException: [unresolved dependency: a.b#c;1: not found, unresolved dependency: d#e;2.0: not found]"])
     assert both is not None and "could not resolve a.b:c:1 and d:e:2.0, which the listed packages need" in both
     assert resolution.explain(["found org.jsoup#jsoup;1.17.2 in central"]) is None
+
+
+def test_ivys_cache_race_between_two_submissions_is_explained():
+    # Recorded from Livy's log when two batches resolved jsoup into an empty ~/.ivy2 at once.
+    lines = [
+        "downloading https://repo1.maven.org/maven2/org/jsoup/jsoup/1.17.2/jsoup-1.17.2.jar ...",
+        'Exception in thread "main" java.lang.RuntimeException: problem during retrieve of org.apache.spark#'
+        "spark-submit-parent-88105b73-917c-4be5-89cc-9e93a709d550: java.io.FileNotFoundException: "
+        "/root/.ivy2/cache/org.jsoup/jsoup/jars/jsoup-1.17.2.jar (No such file or directory)",
+    ]
+    said = PackageResolution((JSOUP,), "aml_config/deps.yml", "the cluster's Livy server").explain(lines)
+    assert said is not None and said.startswith("spark-submit on the cluster's Livy server found the packages")
+    assert "/root/.ivy2/cache/org.jsoup/jsoup/jars/jsoup-1.17.2.jar" in said and said.endswith("run again.")
 
 
 # ---- -c local: spark-submit --packages on this machine ----------------------------------------------
@@ -241,7 +255,9 @@ def livy_runs(tmp_path_factory, hdi_cluster: HdiCluster) -> Iterator[dict]:
         storage: {store.as_uri()}
         """)
     _runconfig(project, "jsoup", "hdi", "with_jsoup.yml")
-    _runconfig(project, "missing", "hdi", "with_missing.yml")
+    # Not jsoup as well: two spark-submits downloading one jar into one empty Ivy cache at once
+    # race (one finds the jar gone; test_ivys_cache_race_between_two_submissions_is_explained).
+    _runconfig(project, "missing", "hdi", "only_missing.yml")
     environ["SPARKJOBS_LIVY_POLL_SECONDS"] = "2"
     started = {
         name: subprocess.Popen(
@@ -273,13 +289,14 @@ def test_livy_batch_calls_a_package_given_as_spark_jars_packages(livy_runs):
     done = livy_runs["done"]["jsoup"]
     assert done.returncode == 0, _livy_why(livy_runs, "jsoup")
     assert _result(done.stdout) == EXPECTED  # from the driver log, written in the YARN container
-    # Livy received the package as conf: it has no packages field.
-    assert f'"spark.jars.packages":"{JSOUP}"' in livy_runs["cluster"].livy_log_text().replace(" ", "")
+    # Livy received the package as conf (it has no packages field) and gave it to spark-submit.
+    assert f"'--conf' 'spark.jars.packages={JSOUP}'" in livy_runs["cluster"].livy_log_text()
 
 
 @pytest.mark.spark
 @pytest.mark.timeout(LIVY_WAIT + 300)
 def test_livy_batch_with_a_missing_package_fails_naming_it(livy_runs):
     done = livy_runs["done"]["missing"]
-    _assert_names_the_missing_package(done, livy_runs["env"], livy_runs["project"], "the cluster's Livy server")
+    _assert_names_the_missing_package(done, livy_runs["env"], livy_runs["project"], "the cluster's Livy server",
+                                      "only_missing.yml")
     assert "sparkjobs bootstrap" not in done.stdout  # it never ran: spark-submit stopped at resolution

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import TargetError
-from ..packages import MARK, PackageResolution
+from ..packages import MARKS, PackageResolution
 from ..runs import RunStatus
 from .base import Execution, LineSink, Outcome
 
@@ -107,7 +107,7 @@ class ProcessExecution(Execution):
 
     def _deliver(self, sink: LineSink, raw: bytes) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\r")
-        if self._packages is not None and MARK in line and len(self._clues) < 20:
+        if self._packages is not None and any(m in line for m in MARKS) and len(self._clues) < 20:
             self._clues.append(line)
         sink(line)
 
