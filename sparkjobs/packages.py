@@ -113,7 +113,6 @@ class PackageResolution:
             f"{self.machine} can reach those repositories."
         )
 
-
     def _retrieve_failed(self, lines: list[str]) -> str | None:
         found = next((m for m in map(_RETRIEVE.search, lines) if m), None)
         if found is None:
