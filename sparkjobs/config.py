@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import re
 import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class ComputeSettings:
     conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     verify: bool | str = True  # TLS verification, or a CA bundle path
     start_timeout_minutes: float = DEFAULT_START_TIMEOUT_MINUTES  # cluster: longest wait to start
+    attach_storage: tuple[str, ...] = ()  # more storage accounts whose keys the job gets at run time
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,14 @@ def _each(value: Any, parse: Callable[[Any], str], what: str) -> tuple[str, ...]
         raise _Invalid(str(exc), show_value=False) from None
 
 
+def _accounts(value: Any) -> tuple[str, ...]:
+    names = _string_list(value)
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9]{3,24}", name):
+            raise _Invalid(f"entry {name!r} is not a storage account name (3-24 lowercase letters and digits)")
+    return tuple(dict.fromkeys(names))
+
+
 _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
     "type": ("type", _enum(TargetType)),
     "nativeSharedDirectory": ("native_shared_directory", _string),
@@ -279,6 +289,7 @@ _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
     "conf": ("conf", _string_map),
     "verify": ("verify", _verify),
     "startTimeoutMinutes": ("start_timeout_minutes", _minutes),
+    "attachStorage": ("attach_storage", _accounts),
 }
 _REQUIRED_BY_TYPE = {
     TargetType.LOCAL: (),

@@ -56,6 +56,7 @@ __all__ = [
     "CredentialKind",
     "StorageCredentials",
     "resolve_storage_credentials",
+    "resolve_account_credentials",
     "livy_password",
     "credentials_file_path",
     "hadoop_conf_for",
@@ -286,7 +287,15 @@ def resolve_storage_credentials(
     where = location if isinstance(location, StorageLocation) else parse_location(location)
     if where.is_local:
         return None
-    account = where.account
+    return resolve_account_credentials(where.account, environ, project_dir)
+
+
+def resolve_account_credentials(
+    account: str,
+    environ: Mapping[str, str],
+    project_dir: Path | None = None,
+) -> StorageCredentials:
+    """The credentials for one storage account, whatever the container or scheme."""
     _check_outside_project(credentials_file_path(environ), project_dir)
     loaded: list[_CredentialsFile | None] = []
 

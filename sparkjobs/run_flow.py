@@ -21,6 +21,7 @@ from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
 from .spark_env import check_java, read_spark_defaults, resource_dir
 from .targets import make_target
+from .attached_storage import attached_storage_conf
 from .credentials import known_secrets, redact
 from .stopping import StopRequests
 from .wording import count, size
@@ -155,10 +156,18 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     workdir = service.home / "work" / run_id
     locations = target.locations(settings, workdir, run_id)
     env = _job_env(settings, run_id, locations.outputs, locations.shared)
-    secrets = target.hadoop_secrets(settings)
+    # The run's own storage wins over an attachStorage entry for the same account.
+    secrets = {**_attached(service, settings), **target.hadoop_secrets(settings)}
     masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
     plan = SubmitPlan(run_id, settings, snapshot, script, args, env, conf, workdir, secrets, masked)
     return repo, plan, target
+
+
+def _attached(service: "SparkJobs", settings: RunSettings) -> dict[str, str]:
+    """The keys of the compute's attachStorage accounts, from the user's credentials."""
+    if not settings.compute.attach_storage:
+        return {}
+    return attached_storage_conf(settings.compute.attach_storage, service.environ, settings.project.root)
 
 
 class _LogTee:
@@ -342,7 +351,8 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
     execution = resume(record, settings)  # refuses a batch that is not this run's, changing nothing
     stops = StopRequests()
     with stops.installed():
-        masked = [*known_secrets(service.environ), *target.hadoop_secrets(settings).values()]
+        masked = [*known_secrets(service.environ), *_attached(service, settings).values(),
+                  *target.hadoop_secrets(settings).values()]
         owned = replace(record, owner=ProcessIdentity.current())
         finisher = RunFinisher(repo, owned, service.home / "work" / record.id, observer, masked)
         return _watch(finisher, observer, stops, lambda: execution, detach=False, secrets=masked)

@@ -7,4 +7,5 @@ pytest_plugins = [
     "plugins.gateway",
     "plugins.spark_cluster",
     "plugins.hdi_cluster",
+    "plugins.hdinsight",  # after hdi_cluster: overrides its hdi_cluster_options
 ]
