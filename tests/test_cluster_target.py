@@ -421,6 +421,10 @@ def test_attach_refuses_a_reused_id_after_a_livy_restart(cluster, fake_livy, tmp
     assert len(errors) == 1 and "someone-else" in errors[0] and "restarted" in errors[0]
     assert "Traceback" not in attached.stderr
     assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).state == "running"  # not touched
+    # Nothing can watch the run any more: it is settled, not left running for ever.
+    shown = json.loads(cluster.cli("runs", "show", record["id"], "--json").stdout)
+    assert shown["status"] == "failed" and shown["exit_code"] is None and "someone-else" in shown["error"]
+    assert "recorded as failed" in errors[0]
 
 
 def test_livy_restart_while_watching_records_killed_and_leaves_the_new_batch_alone(cluster, fake_livy, tmp_path):
