@@ -209,6 +209,20 @@ def test_the_attached_run_succeeds(box: Box, attached_run: dict) -> None:
     assert "ATTACHED TOTAL 110" in done.stderr
 
 
+def test_the_scan_finds_each_secret_in_each_form(box: Box) -> None:
+    """The scan's own check: where the secrets are, it finds them (no batch needed)."""
+    import base64
+    from urllib.parse import quote
+
+    forms = secret_forms(box.h.secrets(), username=box.h.username)
+    key, password = box.h.secrets()
+    credentials = Path(box.env["SPARKJOBS_CREDENTIALS"]).read_text()
+    header = "Authorization: Basic " + base64.b64encode(f"{box.h.username}:{password}".encode()).decode()
+    for place, text in {"credentials": credentials, "header": header, "query": f"?sig={quote(key, safe='')}&x=1",
+                        "blob": "x" + base64.b64encode(b"ab" + key.encode() + b"c").decode()}.items():
+        assert find_secrets({place: text}, forms), place
+
+
 def test_no_secret_in_livy_logs_printed_output_or_run_store(box: Box, attached_run: dict) -> None:
     done, record = attached_run["done"], attached_run["record"]
     forms = secret_forms(box.h.secrets(), username=box.h.username)
