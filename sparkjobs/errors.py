@@ -11,6 +11,8 @@
     ├── RunNotFound                no run with that id in the store
     ├── UnsafePathError            a key or download path would escape its root
     └── TargetError                a compute target could not start or watch a job
+        └── JobLost                the target no longer knows a run's job, which left no word of
+                                   how it ended: the run is recorded as ended with ``outcome``
 
 Built-in ``FileNotFoundError`` is what stores raise for a missing key, as fsspec does,
 so callers can use ordinary Python idioms.
@@ -27,6 +29,7 @@ __all__ = [
     "RunNotFound",
     "UnsafePathError",
     "TargetError",
+    "JobLost",
 ]
 
 
@@ -76,3 +79,13 @@ class UnsafePathError(SparkJobsError):
 
 class TargetError(SparkJobsError):
     """A compute target failed to start or to watch a job."""
+
+
+class JobLost(TargetError):
+    """A detached run's job is unknown to its target now (Livy restarted or forgot it) and left
+    no exit record: it can never be watched again. ``outcome`` is the reason to record it with,
+    so that the run does not stay ``running`` for ever; the message says that it was recorded."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome

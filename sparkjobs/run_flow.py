@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
-from .errors import ConfigError, RunNotFound, SparkJobsError, StorageError, TargetError
+from .errors import ConfigError, JobLost, RunNotFound, SparkJobsError, StorageError, TargetError
 from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_record
 from .job_output import is_noise
 from .liveness import ProcessIdentity
@@ -348,13 +348,16 @@ def reattach(service: "SparkJobs", project_dir: Path | None, run_id: str, observ
             f"Run {record.id} ran on the {settings.compute.type.value} target, which cannot be reattached; "
             f"'sparkjobs runs recover {record.id}' settles it if its sparkjobs process is gone."
         )
-    execution = resume(record, settings)  # refuses a batch that is not this run's, changing nothing
+    masked = [*known_secrets(service.environ), *_attached(service, settings).values(),
+              *target.hadoop_secrets(settings).values()]
+    owned = replace(record, owner=ProcessIdentity.current())
+    finisher = RunFinisher(repo, owned, service.home / "work" / record.id, observer, masked)
+    try:
+        execution = resume(record, settings)  # refuses a batch that is not this run's
+    except JobLost as lost:  # never to be watched again: a record left running would stay so
+        return _finish_and_raise(finisher, Outcome(RunStatus.FAILED, None, lost.outcome), lost)
     stops = StopRequests()
     with stops.installed():
-        masked = [*known_secrets(service.environ), *_attached(service, settings).values(),
-                  *target.hadoop_secrets(settings).values()]
-        owned = replace(record, owner=ProcessIdentity.current())
-        finisher = RunFinisher(repo, owned, service.home / "work" / record.id, observer, masked)
         return _watch(finisher, observer, stops, lambda: execution, detach=False, secrets=masked)
 
 

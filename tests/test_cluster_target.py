@@ -335,6 +335,22 @@ def test_batch_killed_on_the_server_is_recorded_killed(cluster, fake_livy):
     assert fake_livy.count("DELETE") == 0
 
 
+def test_batch_deleted_by_another_client_is_recorded_killed(cluster, fake_livy):
+    """Another client's DELETE: Livy kills the job and forgets the batch at once (404 next)."""
+    cluster.use(fake_livy)
+    import requests
+
+    def delete(process: subprocess.Popen) -> None:
+        answer = requests.delete(f"{fake_livy.url}/batches/0", headers={"X-Requested-By": "colleague"}, timeout=10)
+        assert answer.status_code == 200
+
+    done, record = cluster.run_while(fake_livy, delete)
+    assert done.returncode == 1, done.stderr
+    assert record["status"] == "killed" and record["exit_code"] is None
+    assert "another client deleted it" in record["error"] and "no exit code" in record["error"]
+    assert "retain" not in record["error"]  # not a finished batch forgotten after its retention
+
+
 def test_ctrl_c_deletes_the_batch_and_records_killed(cluster, fake_livy):
     cluster.use(fake_livy)
 
@@ -405,9 +421,13 @@ def test_attach_refuses_a_reused_id_after_a_livy_restart(cluster, fake_livy, tmp
     assert len(errors) == 1 and "someone-else" in errors[0] and "restarted" in errors[0]
     assert "Traceback" not in attached.stderr
     assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).state == "running"  # not touched
+    # Nothing can watch the run any more: it is settled, not left running for ever.
+    shown = json.loads(cluster.cli("runs", "show", record["id"], "--json").stdout)
+    assert shown["status"] == "failed" and shown["exit_code"] is None and "someone-else" in shown["error"]
+    assert "recorded as failed" in errors[0]
 
 
-def test_livy_restart_while_watching_fails_the_run_and_leaves_the_new_batch_alone(cluster, fake_livy, tmp_path):
+def test_livy_restart_while_watching_records_killed_and_leaves_the_new_batch_alone(cluster, fake_livy, tmp_path):
     cluster.use(fake_livy)
     other = write(tmp_path / "other.py", "import time\ntime.sleep(30)\n")
 
@@ -417,8 +437,9 @@ def test_livy_restart_while_watching_fails_the_run_and_leaves_the_new_batch_alon
 
     done, record = cluster.run_while(fake_livy, restart)
     assert done.returncode == 1, done.stderr
-    assert record["status"] == "failed" and record["exit_code"] is None
-    assert "Livy" in record["error"] and "no exit code" in record["error"]
+    # Livy without recovery stops its batches as it restarts (the test server's restart does too).
+    assert record["status"] == "killed" and record["exit_code"] is None
+    assert "someone-else" in record["error"] and "Livy restarted" in record["error"] and "no exit code" in record["error"]
     assert fake_livy.count("DELETE") == 0 and fake_livy.batch(0).name == "someone-else"
 
 

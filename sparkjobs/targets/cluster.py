@@ -45,7 +45,7 @@ from ..credentials import (
     livy_password,
     resolve_storage_credentials,
 )
-from ..errors import ConfigError, TargetError
+from ..errors import ConfigError, JobLost, TargetError
 from ..packages import PackageResolution
 from ..runs import RunRecord
 from ..snapshot import Snapshot, cache_path_for
@@ -312,11 +312,13 @@ class LivyTarget(Target):
             placeholder = Batch(id=int(batch_id), state=BatchState.UNKNOWN, state_raw="unknown", name=name)
             return self._execution(client, placeholder, files, settings, name, forgotten=f"Livy no longer knows batch {name}")
         client.close()
-        raise TargetError(
-            f"Livy no longer knows the batch of run {record.id} ({name}): {why}. A finished batch is forgotten "
-            f"after livy.server.session.state-retain.sec, and every batch when Livy restarts; the job left no "
-            f"exit code at {files.shown(files.exit)}, so sparkjobs cannot tell how it ended."
+        lost = (
+            f"Livy no longer knows the batch of run {record.id} ({name}): {why}. Livy forgets a finished batch "
+            f"after livy.server.session.state-retain.sec, a batch a client deletes (killing it) at once, and every "
+            f"batch when it restarts (stopping them unless recovery is on); the job left no exit code at "
+            f"{files.shown(files.exit)}, so how it ended is unknown"
         )
+        raise JobLost(f"{lost}. The run is recorded as failed: nothing can watch it any more.", f"{lost}.")
 
     # ---- dry run -----------------------------------------------------------------------
     def describe(self, plan: SubmitPlan) -> dict:

@@ -152,6 +152,10 @@ class RunFiles:
 class _Replaced(Exception):
     """The batch id now names another batch: Livy restarted while the run was watched."""
 
+    def __init__(self, other: str) -> None:
+        super().__init__(other)
+        self.other = other
+
 
 class _Watched:
     """A LivyClient whose ``get_batch`` answers are also handed to ``on_batch``, so that state
@@ -204,6 +208,7 @@ class LivyExecution(Execution):
         self._start_timeout = start_timeout
         self._start_setting = start_setting
         self._forgotten = forgotten  # why Livy no longer answers for the batch
+        self._vanished: str | None = None  # how Livy lost it before it ended: a DELETE, or a restart
         self._access = access
         self._packages = packages
         self._lines: deque[str] = deque(maxlen=KEPT_LINES)  # Livy's log as seen, to explain an early death
@@ -225,9 +230,7 @@ class LivyExecution(Execution):
 
     def _seen(self, batch: Batch) -> None:
         if batch.name is not None and batch.name != self._name:
-            raise _Replaced(
-                f"Livy batch {batch.id} now belongs to another batch ({batch.name}): Livy restarted and forgot this run's batch"
-            )
+            raise _Replaced(batch.name)
         self.details = batch_details(self._livy_url, batch, self._name)
         if self._sink is None:
             return
@@ -276,12 +279,9 @@ class LivyExecution(Execution):
             except BatchNotFound as exc:
                 if self._killed.is_set():
                     return
-                self._forgotten = (
-                    f"Livy forgot batch {batch_id} before sparkjobs saw it end ({exc.message}): it keeps a "
-                    "finished batch only for livy.server.session.state-retain.sec, and none after a restart"
-                )
+                self._forgotten = self._lost(f"({exc.message})")
             except _Replaced as exc:
-                self._forgotten = str(exc)
+                self._forgotten = self._lost(f"(the id now names another batch, {exc.other})", restarted=True)
         if self._forgotten:
             sink(f"sparkjobs: {self._forgotten}; reading how it ended from storage.")
 
@@ -325,9 +325,26 @@ class LivyExecution(Execution):
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
             except BatchNotFound as exc:
-                self._forgotten = f"Livy forgot batch {self._handle.id} ({exc.message})"
+                self._forgotten = self._lost(f"({exc.message})")
             except _Replaced as exc:
-                self._forgotten = str(exc)
+                self._forgotten = self._lost(f"(the id now names another batch, {exc.other})", restarted=True)
+
+    def _lost(self, said: str, *, restarted: bool = False) -> str:
+        """Why Livy no longer answers for the batch. One it last saw ending was forgotten after
+        its retention period; one it last saw pending or running was taken away before it
+        ended: real Livy forgets a batch at once when any client DELETEs it (which kills the
+        job), and every batch when it restarts, stopping them as it shuts down unless recovery
+        is on."""
+        batch = self._handle.batch
+        forgot = f"Livy forgot batch {batch.id} {said} before sparkjobs saw it end"
+        if batch.state.is_terminal:
+            return f"{forgot}: it keeps a finished batch only for livy.server.session.state-retain.sec"
+        app = f" (application {batch.app_id})" if batch.app_id else ""
+        how = ("Livy restarted, and without recovery it stops its batches as it shuts down" if restarted else
+               "another client deleted it, which kills the job, or Livy restarted, which stops its batches as it "
+               "shuts down unless recovery is on")
+        self._vanished = f"It was {batch.state_raw}{app} when Livy lost it: {how}"
+        return forgot
 
     def _outcome(self) -> Outcome:
         batch = self._handle.batch
@@ -341,6 +358,10 @@ class LivyExecution(Execution):
         code = self._files.exit_code()
         if self._forgotten:
             forgotten = terminal_safe(self._forgotten)
+            if code is None and self._vanished:
+                error = (f"{forgotten}. {terminal_safe(self._vanished)}. The job left no exit code at "
+                         f"{self._files.shown(self._files.exit)}: it was stopped before it ended.")
+                return Outcome(RunStatus.KILLED, None, error, details=details, outputs_store=store)
             if code is None:
                 error = f"{forgotten}; the job left no exit code at {self._files.shown(self._files.exit)}, so how it ended is unknown."
                 return Outcome(RunStatus.FAILED, None, error, details=details, outputs_store=store)
