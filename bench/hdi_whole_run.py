@@ -83,9 +83,9 @@ def main() -> None:
     options = parser.parse_args()
     with hdinsight("sparkjobs-hdi-whole-") as h, tempfile.TemporaryDirectory(prefix="sparkjobs-hdi-whole-") as tmp:
         project = make_project(h, Path(tmp), {"job.py": JOB})
+        warm_up(project, h.cluster.livy_url)  # also makes the container
         h.azurite.container_client(CONTAINER).upload_blob("raw/job.py", JOB.encode(), overwrite=True)
         raw = raw_argv(h, h.storage(CONTAINER, "raw/job.py"))
-        warm_up(project, h.cluster.livy_url)
         time.sleep(5.0)  # the deleted batch's spark-submit goes away
         print(f"sparkjobs run -c hdi vs raw spark-submit (yarn-cluster), {options.pairs} pairs; {load()}", flush=True)
         raws, ours = [], []
