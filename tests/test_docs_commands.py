@@ -110,6 +110,9 @@ NOT_RUN: dict[str, str] = {
     "python bench/overhead.py": "a benchmark that takes minutes, not a check",
     "python bench/livy_polling.py": "a benchmark, not a check",
     "python bench/livy_end_latency.py": "a benchmark, not a check",
+    "python bench/hdi_submission.py": "a benchmark on HDInsight in a box, not a check",
+    "python bench/hdi_end_latency.py": "a benchmark on HDInsight in a box, not a check",
+    "python bench/hdi_whole_run.py": "a benchmark on HDInsight in a box, not a check",
 }
 
 
