@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from livy_server import LivyTestServer
 
-from helpers import cli, cli_json, make_project, write
+from helpers import cli, cli_json, make_project, signal_run_after, write
 from sparkjobs import tracking
 from sparkjobs.metrics import MetricPoint, parse_metrics
 from sparkjobs.service import SparkJobs
@@ -303,3 +304,41 @@ def test_outside_a_run_values_are_checked_and_nothing_is_written(tmp_path, capsy
     with pytest.raises(ValueError, match="already 1 in this run"):
         bare.log_param("p", 2)
     assert "not in a sparkjobs run, so metrics and params are checked but not recorded" in capsys.readouterr().err
+
+
+# --- stopped runs, and the Blob run store -----------------------------------------------------------
+
+STOPPED = """
+from sparkjobs import context
+import time
+context.log_metric("before the stop", 1)
+context.log_param("kept", "yes")
+print("LOGGED", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_run_keeps_what_it_logged(python_project):
+    project, env = python_project
+    write(project / "stopped.py", STOPPED)
+    code, out = signal_run_after("LOGGED", signal.SIGINT, "run", "--project", str(project), "--json", "-c", "local",
+                                 "stopped.py", env=env)
+    record = _strict(out)
+    assert code == 1 and record["status"] == "killed"
+    assert record["metrics"] == {"before the stop": 1} and record["params"] == {"kept": "yes"}
+    assert SparkJobs(env).get_metrics(project, record["id"])["before the stop"][0].value == 1
+
+
+@pytest.mark.azurite
+def test_the_series_is_kept_beside_the_record_in_a_blob_run_store(python_project, azurite):
+    project, env = python_project
+    env = dict(env, SPARKJOBS_HISTORY=f"wasbs://metrics@{azurite.account}.blob.core.windows.net/team",
+               AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
+    done, record = _run(project, env)
+    assert done.returncode == 0, done.stderr
+    assert record["metrics"]["loss"] == 0.1 and record["params"]["alpha"] == 0.5
+    assert not (Path(env["SPARKJOBS_HOME"]) / "runs").exists()
+    series = SparkJobs(env).get_metrics(project, record["id"][-6:])
+    assert [p.step for p in series["loss"]] == [0, 1, 2, 3, 4, 100] and math.isnan(series["nan"][0].value)
+    shown = cli("runs", "show", "--project", str(project), "--json", record["id"], env=env)
+    assert len(_strict(shown.stdout)["metric_series"]["loss"]) == 6
