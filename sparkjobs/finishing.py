@@ -129,6 +129,11 @@ class RunFinisher:
     def _store_series(self, logged: Logged | None, problems: list[str]) -> None:
         if logged is None:
             return
+        if self._secrets:  # a script may log what it should not: text is masked as in the log
+            logged = replace(logged, series={
+                name: [replace(p, value=redact(p.value, self._secrets)) if isinstance(p.value, str) else p for p in points]
+                for name, points in logged.series.items()
+            })
         try:
             store_series(self.repo, self.record.id, logged)
         except (SparkJobsError, OSError) as exc:

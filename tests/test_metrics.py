@@ -342,3 +342,16 @@ def test_the_series_is_kept_beside_the_record_in_a_blob_run_store(python_project
     assert [p.step for p in series["loss"]] == [0, 1, 2, 3, 4, 100] and math.isnan(series["nan"][0].value)
     shown = cli("runs", "show", "--project", str(project), "--json", record["id"], env=env)
     assert len(_strict(shown.stdout)["metric_series"]["loss"]) == 6
+
+
+def test_a_secret_the_script_logs_is_masked_in_the_record_and_the_series(python_project):
+    project, env = python_project
+    secret = "c2VjcmV0LWtleS1mb3ItbWV0cmljcy10ZXN0Cg=="
+    write(project / "leak.py", "import sys\nfrom sparkjobs import context\n"
+          "context.log_param('key', sys.argv[1])\ncontext.log_metric('said', 'the key is ' + sys.argv[1])\n")
+    done, record = cli_json("run", "--project", str(project), "--json", "-c", "local", "leak.py", secret,
+                            env=dict(env, AZURE_STORAGE_KEY=secret))
+    assert done.returncode == 0, done.stderr
+    assert record["params"] == {"key": "***"} and record["metrics"] == {"said": "the key is ***"}
+    run_folder = Path(env["SPARKJOBS_HOME"]) / "runs" / record["id"]
+    assert secret not in (run_folder / "metrics.jsonl").read_text() + (run_folder / "run.json").read_text()
