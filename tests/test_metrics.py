@@ -355,3 +355,19 @@ def test_a_secret_the_script_logs_is_masked_in_the_record_and_the_series(python_
     assert record["params"] == {"key": "***"} and record["metrics"] == {"said": "the key is ***"}
     run_folder = Path(env["SPARKJOBS_HOME"]) / "runs" / record["id"]
     assert secret not in (run_folder / "metrics.jsonl").read_text() + (run_folder / "run.json").read_text()
+
+
+@pytest.mark.spark
+def test_a_workbench_script_runs_unchanged_on_a_spark_standalone_cluster(tmp_path, spark_cluster):
+    project = make_project(tmp_path / "proj", tmp_path / "share")
+    write(project / "wb.py", WORKBENCH)
+    write(project / "aml_config" / "spark.compute",
+          f"type: spark\nmaster: {spark_cluster.master_url}\nstorage: {(tmp_path / 'store').as_uri()}\n"
+          "conf:\n  spark.driver.host: 127.0.0.1\n  spark.ui.enabled: false\n  spark.executor.memory: 512m\n")
+    write(project / "aml_config" / "spark.runconfig", 'Target: spark\nArgumentVector: ["$file"]\n')
+    # Workers are on this machine here; on a real cluster PYSPARK_PYTHON names the workers' Python.
+    env = dict(_env(tmp_path / "home"), PYSPARK_PYTHON=sys.executable)
+    done, record = cli_json("run", "--project", str(project), "--json", "-c", "spark", "wb.py", "ok", env=env)
+    assert done.returncode == 0 and record["status"] == "completed", done.stderr[-3000:]
+    assert record["metrics"] == WORKBENCH_METRICS
+    assert [p.value for p in SparkJobs(env).get_metrics(project, record["id"])["all values"]] == [5, 6, 7]
