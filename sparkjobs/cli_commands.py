@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .progress import terminal_progress
 from .runs import RunRecord, RunStatus
 from .service import Interrupt, RunObserver, RunRequest, SparkJobs
+from .textsafe import terminal_safe
 from .wording import count, sentence, size
 
 __all__ = ["run", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download", "quiet_stdout"]
@@ -173,6 +174,8 @@ def runs_show(args: argparse.Namespace) -> int:
         data = record.to_json()
         if args.log:
             data["log_text"] = service.get_log(project, record.id)
+        series = service.get_metrics(project, record.id)
+        data["metric_series"] = {name: [point.to_json() for point in points] for name, points in series.items()}
         print(json.dumps(data, indent=2))
         return 0
     fields = [
@@ -186,11 +189,32 @@ def runs_show(args: argparse.Namespace) -> int:
         fields.append(("error", record.error))
     for name, value in fields:
         print(f"{name + ':':<12}{value}")
+    _print_logged(record)
     _print_artifacts(record)
     if args.log:
         print("\n--- driver log ---")
         print(service.get_log(project, record.id), end="")
     return 0
+
+
+def _print_logged(record: RunRecord) -> None:
+    """The last value of each metric, then the params; names and text as the script gave them,
+    made safe for the terminal."""
+    for title, values in (("metrics", record.metrics), ("params", record.params)):
+        if not values:
+            continue
+        print(f"{title}:")
+        rows = [(terminal_safe(str(name)), terminal_safe(_shown_value(value))) for name, value in values.items()]
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value}")
+
+
+def _shown_value(value: object) -> str:
+    """Numbers as Python writes them (shortest round trip), text as it is, anything else as JSON."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _print_artifacts(record: RunRecord) -> None:

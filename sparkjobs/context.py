@@ -9,7 +9,14 @@ environment variables, so a script never learns where it runs:
 ``SPARKJOBS_OUTPUTS``  the run's outputs folder: a local path on the local target, a
                        ``wasbs://``, ``abfss://`` or ``file://`` URI on cluster targets
 ``SPARKJOBS_SHARED``   the project's shared folder, the same forms
+``SPARKJOBS_METRICS``  the local file metric points are appended to (``tracking.py``)
+``SPARKJOBS_PARAMS``   the local file params are appended to
 =====================  ================================================================
+
+``log_metric``, ``log_metrics`` and ``log_param`` record what the script measured and chose, on
+the driver; the run record gets the last value of each metric and every param, and the run
+store keeps every metric's whole series. (Executors do not see these variables: log from the
+driver.)
 
 Outside a sparkjobs run (bare ``spark-submit train.py``) the functions fall back to
 ``./outputs`` and ``~/.sparkjobs/share/default/<cwd name>/`` so the script still runs.
@@ -24,11 +31,15 @@ import re
 import warnings
 from typing import Any
 
-__all__ = ["attach_storage", "is_cluster", "outputs_path", "run_id", "shared_path"]
+__all__ = [
+    "attach_storage", "is_cluster", "log_metric", "log_metrics", "log_param", "outputs_path", "run_id", "shared_path",
+]  # fmt: skip
 
 ENV_RUN_ID = "SPARKJOBS_RUN_ID"
 ENV_OUTPUTS = "SPARKJOBS_OUTPUTS"
 ENV_SHARED = "SPARKJOBS_SHARED"
+ENV_METRICS = "SPARKJOBS_METRICS"
+ENV_PARAMS = "SPARKJOBS_PARAMS"
 #: What Azure ML Workbench scripts read; honoured so that such scripts keep their shared folder.
 ENV_AZUREML_SHARED = "AZUREML_NATIVE_SHARE_DIRECTORY"
 
@@ -75,6 +86,45 @@ def shared_path(relative: str = "") -> str:
     """
     base = _env(ENV_SHARED) or _env(ENV_AZUREML_SHARED) or _default_shared()
     return _join(_ensure_local_dir(base), relative)
+
+
+def log_metric(name: str, value: Any, step: int | None = None) -> None:
+    """Record one point of the metric ``name``; log it again for a series (a chart).
+
+    ``value`` is a number (NaN and the infinities are kept as such) or a short text. ``step``
+    is a whole number 0 or more; by default one more than the metric's last step, from 0. A bad
+    name or value raises ValueError or TypeError saying why; limits are in ``tracking.py``.
+    """
+    _recorder().log_metric(name, value, step)
+
+
+def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+    """``log_metric`` for each name and value of ``metrics``, at the same ``step``."""
+    if not isinstance(metrics, dict):
+        raise TypeError(f"log_metrics takes a dict of names and values, not {type(metrics).__name__}.")
+    for name, value in metrics.items():
+        log_metric(name, value, step)
+
+
+def log_param(name: str, value: Any) -> None:
+    """Record a param of this run: text, a number, true/false, None, or a list or dict of those.
+
+    A param is logged once: the same value again is fine, another value is a ValueError.
+    """
+    _recorder().log_param(name, value)
+
+
+_RECORDERS: dict[tuple[str | None, str | None], Any] = {}
+
+
+def _recorder() -> Any:
+    """The run's recorder; outside a run one that checks and warns but writes nothing."""
+    from .tracking import Recorder  # the tracking module is only needed by scripts that log
+
+    key = (_env(ENV_METRICS), _env(ENV_PARAMS))
+    if key not in _RECORDERS:
+        _RECORDERS[key] = Recorder(*key)
+    return _RECORDERS[key]
 
 
 def attach_storage(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from .masking import redact
 from .errors import ArtifactTransferError, SparkJobsError, StorageError
+from .metrics import Logged, left_out, read_logged, store_series
 from .runs import Artifact, RunRecord, RunRepository, RunStatus
 from .targets.base import Outcome
 from .wording import count
@@ -53,6 +54,8 @@ class RunFinisher:
             record,
             args=tuple(redact(arg, self._secrets) for arg in record.args),
             error=redact(record.error, self._secrets) if record.error else record.error,
+            metrics={k: redact(v, self._secrets) if isinstance(v, str) else v for k, v in record.metrics.items()},
+            params={k: redact(v, self._secrets) if isinstance(v, str) else v for k, v in record.params.items()},
         )
 
     def finish(self, outcome: Outcome) -> RunRecord:
@@ -69,8 +72,12 @@ class RunFinisher:
             **({"ended_at": outcome.ended_at} if outcome.ended_at else {}),
         )
         problems: list[str] = []
+        logged = self._read_logged(outcome, problems)
+        if logged is not None:  # nothing found keeps what a record kept for 'runs recover' had
+            decided = replace(decided, metrics=logged.last_values or decided.metrics, params=logged.params or decided.params)
         artifacts, failed = self._store_outputs(outcome, problems)
         self._store_log(problems)
+        self._store_series(logged, problems)
         decided = self._masked(decided)
         final = replace(decided, artifacts=artifacts, failed_artifacts=failed)
         if problems:
@@ -106,6 +113,31 @@ class RunFinisher:
         if error:
             problems.append(error)
         return artifacts, failed
+
+    def _read_logged(self, outcome: Outcome, problems: list[str]) -> Logged | None:
+        """What the script logged, from the work folder or the cluster's storage."""
+        try:
+            logged = read_logged(self.repo, self.record.id, self.workdir, outcome.outputs_store)
+        except StorageError as exc:
+            problems.append(_sentence(exc))
+            return None
+        note = left_out(logged)
+        if note:
+            self.observer.on_event(note)
+        return logged
+
+    def _store_series(self, logged: Logged | None, problems: list[str]) -> None:
+        if logged is None:
+            return
+        if self._secrets:  # a script may log what it should not: text is masked as in the log
+            logged = replace(logged, series={
+                name: [replace(p, value=redact(p.value, self._secrets)) if isinstance(p.value, str) else p for p in points]
+                for name, points in logged.series.items()
+            })
+        try:
+            store_series(self.repo, self.record.id, logged)
+        except (SparkJobsError, OSError) as exc:
+            problems.append(f"The logged metrics could not be stored: {_sentence(exc)}")
 
     def _store_log(self, problems: list[str]) -> None:
         log_file = self.workdir / DRIVER_LOG

@@ -5,6 +5,7 @@ Layout inside a store (the same for a local folder and an Azure container)::
     runs/<run-id>/run.json          the record, replaced whole on every update
     runs/<run-id>/driver.log        the driver's stdout and stderr
     runs/<run-id>/outputs/...       the run's artifacts
+    runs/<run-id>/metrics.jsonl     every point of every metric the script logged (metrics.py)
     snapshots/<digest>/manifest.json, snapshots/<digest>/COMPLETE
     objects/<ab>/<sha256>           snapshot file contents, stored once by digest
     shared/<workspace>/<project>/   the shared folder of cluster targets

@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 from .config import ProjectSettings, load_project
 from .errors import ConfigError, StorageError, UnsafePathError
+from .metrics import MetricPoint, load_series
 from .runs import Artifact, RunRecord, RunRepository
 from .spark_env import resource_dir
 from .wording import count
@@ -102,6 +103,12 @@ class SparkJobs:
             return repo.store.get_bytes(record.log).decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
+
+    def get_metrics(self, project_dir: Path | None, run_id: str) -> dict[str, list[MetricPoint]]:
+        """Every point of every metric the run logged, by name in the order first logged; the
+        record's ``metrics`` holds only each one's last value."""
+        repo = self.repository(project_dir)
+        return load_series(repo, repo.resolve(run_id))
 
     def download(
         self,

@@ -9,7 +9,8 @@ and the steps). sparkjobs is not installed on clusters, so this package and what
 Modules: ``spec`` (the launch spec and its locations), ``console`` (the bootstrap's messages),
 ``hadoop`` (storage I/O through Spark's JVM), ``snapshot`` (making the snapshot the working
 folder), ``drivelog`` (the tee into the driver log), ``script`` and ``tracebacks`` (running the
-script and printing how it failed), ``outputs`` (copying ./outputs), ``launch`` (the steps).
+script and printing how it failed), ``outputs`` (copying ./outputs), ``logged`` (the metrics and
+params files), ``launch`` (the steps).
 """
 from __future__ import annotations
 
@@ -20,17 +21,23 @@ import zipfile
 from io import BytesIO
 from pathlib import Path
 
-__all__ = ["BOOTSTRAP_PATH", "RUNTIME_MODULES", "build_runtime_zip"]
+__all__ = ["BOOTSTRAP_PATH", "RUNTIME_MODULES", "WORKBENCH_PATH", "build_runtime_zip"]
 
 #: The file to pass to spark-submit (or as Livy's ``file``, once uploaded).
 BOOTSTRAP_PATH: Path = Path(__file__).resolve().with_name("driver.py")
 
 _PACKAGE = Path(__file__).resolve().parent.parent
+#: The folder that holds sparkjobs' stand-in for Azure ML Workbench's ``azureml.logging``: put on
+#: a local job's PYTHONPATH, and at the top of the runtime zip, never installed as ``azureml``.
+WORKBENCH_PATH: Path = _PACKAGE / "_workbench"
 #: The files of the runtime zip, as archive names: what a job imports, and the bootstrap's modules
 #: (all but driver.py, which travels as the batch's file). All import only the standard library.
 RUNTIME_MODULES: tuple[str, ...] = (
     "sparkjobs/__init__.py",
     "sparkjobs/context.py",
+    "sparkjobs/tracking.py",
+    "azureml/__init__.py",
+    "azureml/logging.py",
     *(f"sparkjobs/bootstrap/{path.name}" for path in sorted(Path(__file__).resolve().parent.glob("*.py")) if path.name != "driver.py"),
 )
 
@@ -73,5 +80,6 @@ def _runtime_zip_bytes() -> bytes:
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = _MODE
-            archive.writestr(info, (_PACKAGE.parent / name).read_bytes())
+            source = WORKBENCH_PATH / name if name.startswith("azureml/") else _PACKAGE.parent / name
+            archive.writestr(info, source.read_bytes())
     return buffer.getvalue()

@@ -17,7 +17,9 @@ lose a run's outputs::
      "outputs_uri": "wasbs://.../runs/ID/outputs/" | null, required with a snapshot to unpack
      "log_uri": "wasbs://.../runs/ID/driver.log" | null,
      "credentials_uri": "wasbs://.../runs/ID/_credentials.json" | null,
-     "exit_uri": "wasbs://.../runs/ID/exit.json" | null}
+     "exit_uri": "wasbs://.../runs/ID/exit.json" | null,
+     "metrics_uri": "wasbs://.../runs/ID/metrics.jsonl" | "/local/path" | null,
+     "params_uri": "wasbs://.../runs/ID/params.jsonl" | "/local/path" | null}
 
 The snapshot comes one of three ways: neither key (the cwd already is the snapshot: the local
 target), ``snapshot_archive`` (a zip in pyFiles), or ``snapshot_manifest`` (a content-addressed
@@ -31,7 +33,9 @@ and given to ``SparkContext.addPyFile``; top-level data files stay on the driver
 
 What it does, in order: read the spec; tee the Python process's stdout and stderr (file
 descriptors, so child processes are caught) into a log sent to ``log_uri`` every
-``LOG_INTERVAL_SECONDS`` and at the end; move the Hadoop settings of the credentials file
+``LOG_INTERVAL_SECONDS`` and at the end; point ``SPARKJOBS_METRICS`` and ``SPARKJOBS_PARAMS`` at
+the files ``context.log_metric`` and ``log_param`` append to (a plain path as it is; for a URI a
+local file copied there as often as the log, and last before the exit file: ``logged.py``); move the Hadoop settings of the credentials file
 (``{"hadoop": {"fs.azure.account.key.ACCOUNT.blob.core.windows.net": "..."}, "mask": [...]}``) onto
 the SparkContext's Hadoop configuration at run time, never Spark conf, and delete the file; every
 string under ``mask`` (each form of each secret, computed by the submitter) is replaced by ``***``
@@ -84,6 +88,7 @@ from .access import cluster_access, credential_host
 from .console import brief, count, say
 from .drivelog import driver_log
 from .hadoop import Spark, read_json
+from .logged import logged_files
 from .outputs import ship_outputs
 from .script import run_script
 from .snapshot import prepare_snapshot
@@ -202,7 +207,7 @@ def main(argv: list[str]) -> int:
             return EXIT_BOOTSTRAP
         digests: dict[str, str] = {}
         mask: list[bytes] = []
-        with driver_log(spec.log_uri, spark, work, mask):
+        with driver_log(spec.log_uri, spark, work, mask), logged_files(spec, spark, work):
             code = _launch(spec, spark, work, digests, mask)
         if spec.exit_uri:
             _write_exit(spec, code, digests, spark, work)

@@ -21,7 +21,8 @@ EXIT_BOOTSTRAP = 2
 # A scheme has two or more characters, so a Windows drive letter ("C:\\") is not one.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 _LOCATION_KEYS = (
-    "snapshot_archive", "snapshot_manifest", "objects_uri", "outputs_uri", "log_uri", "credentials_uri", "exit_uri"
+    "snapshot_archive", "snapshot_manifest", "objects_uri", "outputs_uri", "log_uri", "credentials_uri", "exit_uri",
+    "metrics_uri", "params_uri",
 )
 _SPEC_KEYS = frozenset(("version", "run_id", "script", "args", "env", *_LOCATION_KEYS))
 
@@ -45,6 +46,8 @@ class LaunchSpec:
     log_uri: str | None = None
     credentials_uri: str | None = None
     exit_uri: str | None = None
+    metrics_uri: str | None = None
+    params_uri: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> LaunchSpec:

@@ -13,7 +13,8 @@ twice: the snapshot is content-addressed and the bootstrap is named by its diges
 
 The bootstrap reads the snapshot from its manifest and objects (not a zip in ``pyFiles``,
 which would upload the whole project again for a one-file change), and writes
-``runs/<id>/driver.log``, ``runs/<id>/outputs/`` and, last, ``runs/<id>/exit.json``.
+``runs/<id>/driver.log``, ``runs/<id>/outputs/``, what the script logged (``runs/<id>/metrics.jsonl``
+and ``runs/<id>/params.jsonl``) and, last, ``runs/<id>/exit.json``.
 
 The batch conf is the merged Spark conf (never a secret: ``run_flow`` refuses them) plus
 ``spark.jars.packages`` for the dependencies file's packages (Livy has no packages field) and
@@ -161,6 +162,8 @@ class LivyTarget(Target):
             "log_uri": where.uri(files.driver_log, folder=False),
             "credentials_uri": where.uri(files.credentials, folder=False) if plan.hadoop_secrets else None,
             "exit_uri": where.uri(files.exit, folder=False),
+            "metrics_uri": where.uri(files.metrics, folder=False),
+            "params_uri": where.uri(files.params, folder=False),
         }
 
     def _request(self, plan: SubmitPlan, bootstrap: _Bootstrap, files: RunFiles) -> BatchRequest:

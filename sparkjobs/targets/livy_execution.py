@@ -111,6 +111,14 @@ class RunFiles:
         return f"{self.prefix}/exit.json"
 
     @property
+    def metrics(self) -> str:
+        return f"{self.prefix}/metrics.jsonl"
+
+    @property
+    def params(self) -> str:
+        return f"{self.prefix}/params.jsonl"
+
+    @property
     def driver_log(self) -> str:
         return RunRepository(self.store).log_key(self.run_id)
 

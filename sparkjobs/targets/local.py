@@ -9,6 +9,7 @@ from typing import Mapping
 
 from ..config import Framework, RunSettings
 from ..credentials import without_credentials
+from ..metrics import METRICS_FILE, PARAMS_FILE
 from ..packages import PackageResolution
 from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
@@ -102,6 +103,9 @@ class LocalTarget(Target):
             "outputs_uri": None,
             "log_uri": None,
             "credentials_uri": str(credentials) if credentials else None,
+            # The driver runs here: the script's context appends to these, and the finisher stores them.
+            "metrics_uri": str(plan.workdir / METRICS_FILE),
+            "params_uri": str(plan.workdir / PARAMS_FILE),
         }
         launch = plan.workdir / "launch.json"
         launch.write_text(json.dumps(spec, indent=2))
@@ -117,6 +121,11 @@ class LocalTarget(Target):
         env = without_credentials(self._environ)
         env.update(plan.env)
         env["PYTHONUNBUFFERED"] = "1"  # the driver's prints reach the terminal as they happen
+        # Workbench scripts import azureml.logging: a stand-in on the job's path only (driver,
+        # local executors, child processes), never installed where the user's Python finds it.
+        from ..bootstrap import WORKBENCH_PATH
+
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(WORKBENCH_PATH)]))
         env.setdefault("PYSPARK_PYTHON", sys.executable)
         env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         if plan.settings.compute.master.startswith("local"):
