@@ -355,7 +355,7 @@ def test_on_a_blob_store_inputs_are_downloaded_into_the_run_folder_or_copied_to_
     done, local = _run(project, env, "-c", "local", "score.py", "run:latest/outputs/model.pkl", "run:latest/outputs/model")
     folder = home / "work" / local["id"] / "inputs" / model["id"] / "outputs"
     assert _printed(done) == [f"READ {folder / 'model.pkl'} = v1 blob", f"FOLDER {folder / 'model'}/ = ['part-0']"]
-    assert "sparkjobs: Downloaded 2 input files (15 bytes) from earlier runs." in done.stderr
+    assert "sparkjobs: Downloaded 2 input files (16 bytes) from earlier runs." in done.stderr
     assert [i["resolved"] for i in local["inputs"]] == [str(folder / "model.pkl"), f"{folder / 'model'}/"]
     assert not (home / "work" / local["id"]).exists()  # the run's folder went with its end
 
