@@ -63,6 +63,7 @@ def rerun(service: "SparkJobs", project_dir: Path | None, run_id: str, *, config
     record = repo.load(repo.resolve(run_id))
     digest = _snapshot_of(record)
     name = config or record.details.get("runconfig") or record.target
+    _check_folder_name(record)
     holder_base = service.home / "cache" / "rerun"
     holder_base.mkdir(parents=True, exist_ok=True)
     holder = Path(tempfile.mkdtemp(prefix="rerun-", dir=holder_base))
@@ -132,6 +133,13 @@ def _snapshot_of(record: RunRecord) -> str:
     if not record.snapshot:
         raise ConfigError(f"Run {record.id} recorded no snapshot, so it cannot be restored or rerun.")
     return record.snapshot
+
+
+def _check_folder_name(record: RunRecord) -> None:
+    """The project's name becomes a folder name: a record edited to say '../x' must not escape."""
+    name = record.project
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(f"Run {record.id} names its project {name!r}, which is not a folder name; it cannot be rerun.")
 
 
 def _check_overlay(dest: Path, paths: list[str]) -> None:
