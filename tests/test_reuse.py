@@ -14,7 +14,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from helpers import cli, cli_json, make_project, write
@@ -35,7 +34,6 @@ print("TRAINED", VERSION, tag)
 # Says what each argument is: a file or folder it can read (a path or a file:// URI), or text.
 SCORE = """
 import os, sys
-from urllib.parse import unquote, urlsplit
 for arg in sys.argv[1:]:
     value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
     path = unquote(urlsplit(value).path) if value.startswith("file://") else value
@@ -235,6 +233,19 @@ def test_rerun_with_a_configuration_the_snapshot_lacks_is_refused(tmp_path):
     assert _run_ids(home) == [first["id"]]
     missing = cli("rerun", "--project", str(project), "nope", env=env)
     assert missing.returncode == 2 and missing.stderr.startswith("Error: No run 'nope' in the run store")
+
+
+def test_a_record_whose_project_is_not_a_folder_name_is_not_rerun(tmp_path):
+    project, home = _project(tmp_path), tmp_path / "home"
+    env = _env(home)
+    _, first = _run(project, env, "-c", "local", "train.py")
+    repo = RunRepository(LocalStore(home))
+    repo.save(replace(repo.load(first["id"]), project="../../escaped"))  # a hand-edited record
+    done = cli("rerun", "--project", str(project), first["id"], env=env)
+    assert done.returncode == 2
+    assert done.stderr == (f"Error: Run {first['id']} names its project '../../escaped', which is not a folder name; "
+                           "it cannot be rerun.\n")
+    assert not (home / "cache" / "escaped").exists() and _run_ids(home) == [first["id"]]
 
 
 # --- restore -------------------------------------------------------------------------------------
