@@ -34,6 +34,7 @@ print("TRAINED", VERSION, tag)
 # Says what each argument is: a file or folder it can read (a path or a file:// URI), or text.
 SCORE = """
 import os, sys
+from urllib.parse import unquote, urlsplit
 for arg in sys.argv[1:]:
     value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
     path = unquote(urlsplit(value).path) if value.startswith("file://") else value
@@ -373,6 +374,16 @@ def test_on_a_blob_store_inputs_are_downloaded_into_the_run_folder_or_copied_to_
     done, remote = _run(project, env, "-c", "hdi", "score.py", "run:latest/outputs/model.pkl")
     copied = store / "runs" / remote["id"] / "inputs" / model["id"] / "outputs" / "model.pkl"
     assert f"READ {copied.as_uri()} = v1 blob" in done.stderr
+
+    # A cluster whose storage is the run store's container, through the abfs driver: the URI names
+    # the stored artifact itself, spelled for that driver (--dry-run: no Spark here reads abfss).
+    abfss = f"abfss://{azurite_container}@{azurite.account}.dfs.core.windows.net/team"
+    write(project / "aml_config" / "abfs.compute", f"type: cluster\nlivy: {server.url}\nstorage: {abfss}\n")
+    write(project / "aml_config" / "abfs.runconfig", "Target: abfs\nFramework: PySpark\nArgumentVector: ['$file']\n")
+    done, plan = cli_json("run", "--dry-run", "--project", str(project), "-c", "abfs", "score.py",
+                          "run:latest/outputs/model.pkl", env=env)
+    assert done.returncode == 0, done.stderr
+    assert plan["args"] == plan["submit"]["launch_spec"]["args"] == [f"{abfss}/runs/{model['id']}/outputs/model.pkl"]
 
     missing = cli("run", "--project", str(project), "-c", "local", "score.py", "run:latest/outputs/nope", env=env)
     assert missing.returncode == 2 and "but there is none in the run store at wasbs://" in missing.stderr
