@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="the script, relative to the current folder (or to the project, when run from outside it)")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
 
+    _add_reproduce(commands, common)
+
     runs = _group(commands, "runs", "the run history", common)
     listing = runs.add_parser("list", parents=[common], help="list runs, newest first")
     listing.add_argument("--all", action="store_true", help="runs of every project, not just this one")
@@ -116,6 +118,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_reproduce(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``rerun`` and ``restore``: an earlier run's stored snapshot, run again or written out."""
+    rerun = commands.add_parser(
+        "rerun", parents=[common], help="run an earlier run's stored snapshot again",
+        usage="sparkjobs rerun [-h] [--project DIR] [-c NAME] [--json] [--detach] RUN_ID [-- ARGS ...]",
+        description="Run the snapshot an earlier run stored (not the working tree), with the run's arguments, or "
+        "with the new ones given after '--'.",
+    )
+    rerun.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
+    rerun.add_argument("-c", "--config", metavar="NAME",
+                       help="a run configuration of the stored snapshot (default: the one the run used)")
+    rerun.add_argument("--json", action="store_true", help="print the final run record as JSON (the job's output goes to stderr)")
+    rerun.add_argument("--detach", action="store_true", help="submit and return at once (cluster targets)")
+    rerun.set_defaults(new_args=None)
+    restore = commands.add_parser("restore", parents=[common], help="write an earlier run's stored snapshot out as files")
+    restore.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
+    restore.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="the folder to write it into")
+    restore.add_argument("--force", action="store_true",
+                         help="write into a folder that is not empty, replacing files of the same names")
+
+
+def _new_arguments(argv: list[str]) -> tuple[list[str], tuple[str, ...] | None]:
+    """``rerun``'s new script arguments are everything after its first '--'. They are kept from
+    argparse, which drops a '--' that follows a positional argument, so ``rerun ID -- x`` and
+    ``rerun ID x`` (a usage error) could not be told apart."""
+    words = iter(enumerate(argv))
+    for at, word in words:
+        if word == "--project":
+            next(words, None)
+        elif not word.startswith("-"):
+            if word == "rerun" and "--" in argv[at:]:
+                cut = argv.index("--", at)
+                return argv[:cut], tuple(argv[cut + 1 :])
+            break
+    return argv, None
+
+
 def _interrupted(signum: int, frame: object) -> None:
     print("Interrupted.", file=sys.stderr)
     raise SystemExit(130)
@@ -127,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupted)
     try:
-        code = _dispatch(_parser().parse_args(argv))
+        words, new_args = _new_arguments(list(sys.argv[1:] if argv is None else argv))
+        parsed = _parser().parse_args(words)
+        if new_args is not None:
+            parsed.new_args = new_args
+        code = _dispatch(parsed)
     except BrokenPipeError:  # cut short: the rest of the output has nobody to read it
         _quiet_stdout()
         return EXIT_BROKEN_PIPE

@@ -11,12 +11,14 @@ from .artifact_view import EntryKind, group_artifacts
 from .discovery import find_project
 from .errors import ConfigError
 from .progress import terminal_progress
+from .run_inputs import lineage
 from .runs import RunRecord, RunStatus
 from .service import Interrupt, RunObserver, RunRequest, SparkJobs
 from .textsafe import terminal_safe
 from .wording import count, sentence, size
 
-__all__ = ["run", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download", "quiet_stdout"]
+__all__ = ["run", "rerun", "restore", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download",
+           "quiet_stdout"]
 
 
 def quiet_stdout() -> None:
@@ -138,6 +140,18 @@ def run(args: argparse.Namespace) -> int:
     return _report(service.run(request, _observer(args.json)), args.json)
 
 
+def rerun(args: argparse.Namespace) -> int:
+    record = SparkJobs().rerun(_project(args), args.run_id, config=args.config, args=args.new_args, detach=args.detach,
+                               observer=_observer(args.json))
+    return _report(record, args.json)
+
+
+def restore(args: argparse.Namespace) -> int:
+    done = SparkJobs().restore(_project(args), args.run_id, args.output, force=args.force)
+    print(f"Restored the snapshot of run {done.run_id} ({count(done.files, 'file')}, {done.snapshot[:12]}) into {done.dest}.")
+    return 0
+
+
 def init(args: argparse.Namespace) -> int:
     created = SparkJobs().init_project(args.project or Path.cwd(), force=args.force)
     for path in created:
@@ -190,6 +204,10 @@ def runs_show(args: argparse.Namespace) -> int:
     for name, value in fields:
         print(f"{name + ':':<12}{value}")
     _print_logged(record)
+    if record.inputs:  # lineage: where each run: argument came from
+        print("inputs:")
+        for item in record.inputs:
+            print(f"  {lineage(item)}  ({item.get('reference', '')})")
     _print_artifacts(record)
     if args.log:
         print("\n--- driver log ---")

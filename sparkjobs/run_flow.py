@@ -16,6 +16,7 @@ from .errors import ConfigError, JobLost, RunNotFound, SparkJobsError, StorageEr
 from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_record
 from .job_output import is_noise
 from .liveness import ProcessIdentity
+from .run_inputs import discard_inputs, resolve_inputs, stage_inputs
 from .runs import RunRecord, RunRepository, RunStatus, new_run_id, utc_now
 from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
@@ -130,8 +131,11 @@ def _save_snapshot(service: "SparkJobs", repo: RunRepository, snapshot: Snapshot
 
 def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, Target]:
     settings = load_run_settings(request.project_dir, request.config, service.environ)
-    named = _named_script(settings.project.root, request.script_base, request.script)
-    script, args = resolve_argv(settings, named, request.args)
+    if request.rerun is None:
+        named = _named_script(settings.project.root, request.script_base, request.script)
+        script, args = resolve_argv(settings, named, request.args)
+    else:  # the command line is already whole
+        script, args = request.script or "", request.args
     target = make_target(settings.compute, service.environ)
     if request.detach and not target.detachable:
         raise ConfigError(f"--detach works with cluster targets only, not '{settings.compute.type.value}'.")
@@ -144,7 +148,7 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
         raise ConfigError(f"SPARKJOBS_HOME ({service.home}) may not be the project folder itself.")
     if settings.project.root in service.home.parents:  # a run store inside the project
         excludes.append("/" + service.home.relative_to(settings.project.root).as_posix() + "/")
-    snapshot = build_snapshot(
+    snapshot = request.rerun.snapshot if request.rerun else build_snapshot(
         settings.project.root,
         cap_bytes=snapshot_cap_for(settings),
         cache_file=cache_path_for(service.home / "cache" / "digests", settings.project.root),
@@ -156,10 +160,12 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     workdir = service.home / "work" / run_id
     locations = target.locations(settings, workdir, run_id)
     env = _job_env(settings, run_id, locations.outputs, locations.shared)
+    inputs = resolve_inputs(repo, settings.project.name, args, run_id=run_id, workdir=workdir,
+                            job_storage=lambda: target.job_storage(settings))
     # The run's own storage wins over an attachStorage entry for the same account.
     secrets = {**_attached(service, settings), **target.hadoop_secrets(settings)}
     masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
-    plan = SubmitPlan(run_id, settings, snapshot, script, args, env, conf, workdir, secrets, masked)
+    plan = SubmitPlan(run_id, settings, snapshot, script, inputs.args, env, conf, workdir, secrets, masked, inputs=inputs)
     return repo, plan, target
 
 
@@ -229,22 +235,33 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
     with stops.installed():
         with stops.interruptible():  # nothing is recorded yet, so stopping leaves nothing behind
             repo, plan, target = prepare(service, request, observer)
-            _save_snapshot(service, repo, plan.snapshot, observer)
+            if request.rerun is None:
+                _save_snapshot(service, repo, plan.snapshot, observer)
+            elif not SnapshotStore(repo.store).is_complete(plan.snapshot.digest):  # rerun into another store
+                SnapshotStore(repo.store).save(plan.snapshot)
+            if plan.inputs is not None:
+                stage_inputs(repo.store, plan.inputs, observer.on_event)
         settings = plan.settings
+        details = {"runconfig": settings.name, **({"rerun_of": request.rerun.of} if request.rerun else {})}
         record = RunRecord(
             id=plan.run_id,
             project=settings.project.name,
             target=settings.compute.name,
             script=plan.script,
-            args=plan.args,
+            args=plan.inputs.typed_args if plan.inputs else plan.args,
             status=RunStatus.RUNNING,
             started_at=utc_now(),
             snapshot=plan.snapshot.digest,
             log=repo.log_key(plan.run_id),
-            details={"runconfig": settings.name},
+            details=details,
             owner=ProcessIdentity.current(),
+            inputs=plan.inputs.records if plan.inputs else (),
         )
-        repo.save(record)
+        try:
+            repo.save(record)
+        except BaseException:
+            discard_inputs(plan.inputs)  # no record, so nothing of the run may stay behind
+            raise
         observer.on_event(f"Run {record.id} on {settings.compute.name} ({settings.compute.type.value}).")
         finisher = RunFinisher(repo, record, plan.workdir, observer, plan.masked)
         return _watch(finisher, observer, stops, lambda: target.submit(plan), detach=request.detach,

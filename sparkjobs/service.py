@@ -10,19 +10,23 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from .config import ProjectSettings, load_project
 from .errors import ConfigError, StorageError, UnsafePathError
 from .metrics import MetricPoint, load_series
 from .runs import Artifact, RunRecord, RunRepository
+from .snapshot import Snapshot
 from .spark_env import resource_dir
 from .wording import count
 from .discovery import enclosing_project
 from .storage.base import ProgressCallback, Store, safe_join, sha256_file
 from .storage.local import LocalStore
 
-__all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt"]
+if TYPE_CHECKING:
+    from .reproduce import RestoreResult
+
+__all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt", "Rerun"]
 
 class Interrupt(str, enum.Enum):
     """What to do with a running job when the user presses Ctrl-C."""
@@ -42,6 +46,15 @@ class RunObserver:
 
 
 @dataclass(frozen=True)
+class Rerun:
+    """A rerun: the stored snapshot of run ``of``, restored at the request's project_dir. The
+    request's script and args are then the whole command line (ArgumentVector applied)."""
+
+    of: str
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True)
 class RunRequest:
     project_dir: Path
     config: str
@@ -51,6 +64,7 @@ class RunRequest:
     #: The folder a relative script path starts from (the shell's current folder when it is
     #: inside the project); None means the project folder.
     script_base: Path | None = None
+    rerun: Rerun | None = None
 
 
 class SparkJobs:
@@ -207,11 +221,31 @@ class SparkJobs:
             "snapshot": {"digest": plan.snapshot.digest, "files": len(plan.snapshot.entries), "bytes": plan.snapshot.total_size},
             "script": plan.script,
             "args": list(plan.args),
+            "inputs": list(plan.inputs.records) if plan.inputs else [],
             "env": dict(plan.env),
             "spark_conf": dict(plan.spark_conf),
             "hadoop_secrets": {key: "***" for key in plan.hadoop_secrets},
             "submit": target.describe(plan),
         }
+
+    # ---- reproduce (issue 10) ---------------------------------------------------------------
+    def rerun(self, project_dir: Path | None, run_id: str, *, config: str | None = None,
+              args: tuple[str, ...] | None = None, detach: bool = False,
+              observer: RunObserver | None = None) -> RunRecord:
+        """Run the stored snapshot of a run again (not the working tree), on its run
+        configuration unless ``config`` names another of that snapshot, with its arguments
+        (run:latest and run:best pinned to the runs they named) unless ``args`` is given.
+        The new record's ``details["rerun_of"]`` names the run."""
+        from .reproduce import rerun
+
+        return rerun(self, project_dir, run_id, config=config, args=args, detach=detach, observer=observer or RunObserver())
+
+    def restore(self, project_dir: Path | None, run_id: str, dest: Path, *, force: bool = False) -> "RestoreResult":
+        """Write a run's snapshot into dest as files; a non-empty dest is refused unless
+        ``force`` (then the snapshot's files replace those of the same names)."""
+        from .reproduce import restore
+
+        return restore(self.repository(project_dir), run_id, dest, force=force)
 
     def attach(self, project_dir: Path | None, run_id: str, observer: RunObserver | None = None) -> RunRecord:
         """Resume watching a detached or interrupted run on a target that supports it."""

@@ -85,6 +85,11 @@ RUN: dict[str, Check] = {
     "sparkjobs run -c myhdi --detach train.py": Check("cluster"),
     "sparkjobs runs attach RUN_ID": Check("cluster"),
     "sparkjobs run -c cluster train.py": Check("cluster"),
+    # issue 10: the last run's stored snapshot again, then on another configuration with new
+    # arguments, then written out.
+    "sparkjobs rerun RUN_ID": Check("cluster"),
+    "sparkjobs rerun RUN_ID -c myhdi -- --alpha 0.1": Check("cluster"),
+    "sparkjobs restore RUN_ID -o old-code": Check("cluster"),
 }
 
 NOT_RUN: dict[str, str] = {
@@ -107,6 +112,12 @@ NOT_RUN: dict[str, str] = {
     "bash tests/run -m \"not spark\"": "runs this test suite",
     "bash .ci/run": "runs this test suite",
     "cd my-project": "the folder the commands after it run in: the 'project' session's folder",
+    "sparkjobs run -c local score.py run:latest/outputs/model.pkl":
+        "the sample has no scoring script; tests/test_reuse.py runs run: references on every target",
+    "sparkjobs run -c local score.py --model=run:best:accuracy/outputs/model.pkl":
+        "the sample has no scoring script; tests/test_reuse.py runs run:best references",
+    "sparkjobs run -c myhdi score.py run:3f9c2a/outputs/model":
+        "an example run id; tests/test_reuse.py runs references on the cluster target",
     "python bench/overhead.py": "a benchmark that takes minutes, not a check",
     "python bench/livy_polling.py": "a benchmark, not a check",
     "python bench/livy_end_latency.py": "a benchmark, not a check",
@@ -340,3 +351,17 @@ def test_the_cluster_commands_ran_the_script_on_the_test_server(sessions):
     assert "train.py ran with ['--alpha', '0.5']" in printed.stdout + printed.stderr
     attached = _result(sessions, "sparkjobs runs attach RUN_ID")
     assert "train.py ran with []" in attached.stdout + attached.stderr
+
+
+@pytest.mark.spark
+def test_the_rerun_and_restore_commands_used_the_stored_snapshot(sessions):
+    assert "train.py ran with []" in _printed_by(sessions, "sparkjobs rerun RUN_ID")
+    assert "train.py ran with ['--alpha', '0.1']" in _printed_by(sessions, "sparkjobs rerun RUN_ID -c myhdi -- --alpha 0.1")
+    restored = sessions["cluster"].root / "old-code"
+    assert (restored / "train.py").read_text() == (sessions["cluster"].root / "train.py").read_text()
+    assert (restored / "aml_config" / "myhdi.compute").is_file()
+
+
+def _printed_by(sessions: dict[str, Session], command: str) -> str:
+    result = _result(sessions, command)
+    return result.stdout + result.stderr

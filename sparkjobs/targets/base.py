@@ -4,12 +4,16 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..config import RunSettings
 from ..runs import RunStatus
 from ..snapshot import Snapshot
 from ..storage.base import Store
+from ..storage.uris import StorageLocation
+
+if TYPE_CHECKING:
+    from ..run_inputs import RunInputs
 
 __all__ = ["SubmitPlan", "Outcome", "Execution", "Target", "LineSink", "JobLocations"]
 
@@ -42,6 +46,9 @@ class SubmitPlan:
     # Every secret value of the run (credentials.known_secrets and the Hadoop secrets): masked in
     # all the run prints or stores.
     masked: tuple[str, ...] = ()
+    # Earlier runs' artifacts the arguments name (run:ID/outputs/x): ``args`` holds what they
+    # resolved to; this keeps them as typed, for the record, and what to fetch before the start.
+    inputs: "RunInputs | None" = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,11 @@ class Target(abc.ABC):
     def hadoop_secrets(self, settings: RunSettings) -> dict[str, str]:
         """Hadoop keys (storage account keys, SAS) the job needs, attached at run time."""
         return {}
+
+    def job_storage(self, settings: RunSettings) -> tuple[StorageLocation, Store] | None:
+        """The storage the job reads through Hadoop, and a store to write into it; None when
+        the job reads this machine's files (then run: arguments resolve to local paths)."""
+        return None
 
     @abc.abstractmethod
     def submit(self, plan: SubmitPlan) -> Execution: ...

@@ -146,6 +146,9 @@ class LivyTarget(Target):
     def hadoop_secrets(self, settings: RunSettings) -> dict[str, str]:
         return hadoop_conf_for(self._location(settings), self._storage_credentials(settings))
 
+    def job_storage(self, settings: RunSettings) -> tuple[StorageLocation, Store]:
+        return self._location(settings), self._open_store(settings)
+
     # ---- what is sent ------------------------------------------------------------------
     def _launch_spec(self, plan: SubmitPlan, files: RunFiles) -> dict:
         where = self._location(plan.settings)
