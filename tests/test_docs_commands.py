@@ -107,6 +107,10 @@ NOT_RUN: dict[str, str] = {
     "bash tests/run -m \"not spark\"": "runs this test suite",
     "bash .ci/run": "runs this test suite",
     "cd my-project": "the folder the commands after it run in: the 'project' session's folder",
+    "sparkjobs ui": "serves until Ctrl-C; tests/test_ui_server.py and tests/test_ui_browser.py start it (with --port 0) "
+        "and drive it over HTTP and in headless chromium",
+    "sparkjobs ui --port 9000 --all": "serves until Ctrl-C; tests/test_ui_server.py starts it with --port",
+    "pip install 'sparkjobs[ui]'": "installs an extra: the test extras include jinja2",
     "python bench/overhead.py": "a benchmark that takes minutes, not a check",
     "python bench/livy_polling.py": "a benchmark, not a check",
     "python bench/livy_end_latency.py": "a benchmark, not a check",
