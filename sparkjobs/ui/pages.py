@@ -19,7 +19,7 @@ from .previews import MAX_IMAGE_BYTES, MAX_PREVIEWS, Kind, Preview, kind_of, ren
 from .reads import Scope, artifact_head, display, find_artifacts, get_record, list_records, log_text, metric_series
 from .table import BUILT_IN, build_page, cell, descending_first, duration_seconds, duration_text, parse_query
 
-__all__ = ["runs_view", "run_view", "compare_view", "run_url", "file_url", "LOG_TAIL_CHARS"]
+__all__ = ["View", "runs_view", "run_view", "compare_view", "error_view", "run_url", "file_url", "LOG_TAIL_CHARS"]
 
 LOG_TAIL_CHARS = 64 * 1024
 
