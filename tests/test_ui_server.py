@@ -31,6 +31,7 @@ def served(tmp_path_factory):
     ui.wait_for_url()
     yield store, ui
     ui.stop()
+    assert ui.process.returncode == 0  # SIGTERM (as Ctrl-C) stops it cleanly
     # Nothing any test asked for (GETs, POSTs, DELETEs, traversals) changed the store.
     assert _tree(store.home) == before
 
