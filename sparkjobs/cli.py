@@ -50,6 +50,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _count(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {value}")
+    return value
+
+
 def _group(commands: argparse._SubParsersAction, name: str, help: str, common: argparse.ArgumentParser
            ) -> argparse._SubParsersAction:
     """A command with subcommands (``runs list``); bare, it prints its own help."""
@@ -111,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR",
                           help="where to put it: a file as DIR/NAME, a folder as DIR/FOLDER/ (default: .)")
     download.add_argument("--overwrite", action="store_true", help="replace files in DIR that have other contents")
+
+    ui = commands.add_parser("ui", parents=[common], help="browse the run history in a local web page")
+    ui.add_argument("--port", type=_port, default=8765, metavar="N", help="the port to serve on (default 8765; 0 for any free one)")
+    ui.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                    help="the address to listen on (default 127.0.0.1: this machine only; the page has no login)")
+    ui.add_argument("--all", action="store_true", help="runs of every project, not just this one")
 
     init = commands.add_parser("init", parents=[common], help="create aml_config/ from the template")
     init.add_argument("--force", action="store_true",

@@ -17,8 +17,8 @@ from .service import Interrupt, RunObserver, RunRequest, SparkJobs
 from .textsafe import terminal_safe
 from .wording import count, sentence, size
 
-__all__ = ["run", "rerun", "restore", "init", "runs_list", "runs_show", "runs_attach", "runs_recover", "artifacts_download",
-           "quiet_stdout"]
+__all__ = ["run", "rerun", "restore", "init", "ui", "runs_list", "runs_show", "runs_attach", "runs_recover",
+           "artifacts_download", "quiet_stdout"]
 
 
 def quiet_stdout() -> None:
@@ -268,4 +268,29 @@ def artifacts_download(args: argparse.Namespace) -> int:
                                    progress=terminal_progress)
     for path in written:
         print(path)
+    return 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    """Serve the run history as a web page until Ctrl-C (or SIGTERM); the page only reads."""
+    import signal
+
+    from .ui.reads import Scope
+    from .ui.server import make_server, serve
+
+    project = _project(args)
+    server = make_server(Scope(SparkJobs(), project, all_projects=args.all or project is None), args.host, args.port)
+    if project is None and not args.all:
+        print(f"Not inside a sparkjobs project (no aml_config/ in {_start(args).resolve()} or above): "
+              "showing the runs of every project.", file=sys.stderr)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve(server, lambda url: print(f"Serving the run history at {url} (Ctrl-C to stop)", flush=True))
+    except KeyboardInterrupt:
+        print("Stopped.", file=sys.stderr)
     return 0

@@ -241,10 +241,11 @@ def test_usage_errors_never_show_internal_names(tmp_path):
         ("artifacts", "download"): "Error: The following arguments are required: RUN_ID.",
         ("runs", "show"): "Error: The following arguments are required: RUN_ID.",
         ("runs", "bogus"): "Error: 'bogus' is not a 'sparkjobs runs' command; choose from list, show, attach, recover.",
-        ("bogus",): "Error: 'bogus' is not a 'sparkjobs' command; choose from run, rerun, restore, runs, artifacts, init.",
+        ("bogus",): "Error: 'bogus' is not a 'sparkjobs' command; choose from run, rerun, restore, runs, artifacts, ui, init.",
         ("restore", "abc"): "Error: The following arguments are required: -o/--output.",
         ("run", "hello.py"): "Error: The following arguments are required: -c/--config.",
         ("runs", "list", "--limit", "-1"): "Error: Argument --limit: must be 0 or more, not -1.",
+        ("ui", "--port", "70000"): "Error: Argument --port: must be a port number from 0 to 65535, not 70000.",
     }
     for args, error in cases.items():
         done = cli(*args, cwd=tmp_path)
@@ -273,4 +274,4 @@ def test_every_option_and_argument_has_help_text():
             if isinstance(action, argparse._SubParsersAction):
                 missing += [f"{path} {choice.dest}" for choice in action._choices_actions if not choice.help]
     assert missing == []
-    assert commands == 12  # sparkjobs, run, rerun, restore, runs (list show attach recover), artifacts (download), init
+    assert commands == 13  # sparkjobs, run, rerun, restore, runs (list show attach recover), artifacts (download), ui, init

@@ -118,6 +118,10 @@ NOT_RUN: dict[str, str] = {
         "the sample has no scoring script; tests/test_reuse.py runs run:best references",
     "sparkjobs run -c myhdi score.py run:3f9c2a/outputs/model":
         "an example run id; tests/test_reuse.py runs references on the cluster target",
+    "sparkjobs ui": "serves until Ctrl-C; tests/test_ui_server.py and tests/test_ui_browser.py start it (with --port 0) "
+        "and drive it over HTTP and in headless chromium",
+    "sparkjobs ui --port 9000 --all": "serves until Ctrl-C; tests/test_ui_server.py starts it with --port",
+    "pip install 'sparkjobs[ui]'": "installs an extra: the test extras include jinja2",
     "python bench/overhead.py": "a benchmark that takes minutes, not a check",
     "python bench/livy_polling.py": "a benchmark, not a check",
     "python bench/livy_end_latency.py": "a benchmark, not a check",
