@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from markupsafe import Markup, escape
 
-from .reads import MetricPoint
+from ..metrics import MetricPoint
 
 __all__ = ["PALETTE", "Line", "line_chart", "numeric_points"]
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..runs import RunRecord
-from .reads import MetricPoint, Scope, display, get_record, metric_series, snapshot_config
+from ..metrics import MetricPoint
+from .reads import Scope, display, get_record, metric_series, snapshot_config
 
 __all__ = ["Row", "Comparison", "compare_runs", "MIN_RUNS", "MAX_RUNS"]
 

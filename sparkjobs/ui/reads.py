@@ -18,16 +18,16 @@ from typing import Any, Iterator
 from ..config import load_project
 from ..config_yaml import load_yaml
 from ..errors import RunNotFound, SparkJobsError
+from ..metrics import MetricPoint
 from ..runs import Artifact, RunRecord
 from ..service import SparkJobs
 from ..snapshot_store import SnapshotStore
 
-__all__ = ["Scope", "MetricPoint", "describe", "list_records", "get_record", "metric_series", "log_text", "find_artifacts",
+__all__ = ["Scope", "describe", "list_records", "get_record", "metric_series", "log_text", "find_artifacts",
            "artifact_file", "artifact_head", "snapshot_config"]
 
 #: How much of one file a preview reads, and how many points a series may have on the page.
 PREVIEW_BYTES = 256 * 1024
-MAX_POINTS = 100_000
 _CONFIG_BYTES = 64 * 1024
 
 
@@ -38,15 +38,6 @@ class Scope:
     service: SparkJobs
     project_dir: Path | None
     all_projects: bool = False
-
-
-@dataclass(frozen=True)
-class MetricPoint:
-    """One logged value of a metric, as a line of ``runs/<id>/metrics.jsonl`` has it."""
-
-    value: Any
-    step: int | None
-    time: str | None
 
 
 def describe(scope: Scope) -> str:
@@ -67,31 +58,12 @@ def get_record(scope: Scope, run_id: str) -> RunRecord:
 
 
 def metric_series(scope: Scope, record: RunRecord) -> dict[str, list[MetricPoint]]:
-    """Every value each metric was logged with, in order. (Seam: ``Service.get_metrics``.)
-
-    A line that is not a metric object is skipped: one bad line must not hide the others.
-    A metric the record has but the series lacks gets its last value as its only point.
-    """
-    repo = scope.service.repository(scope.project_dir)
-    try:
-        raw = repo.store.get_bytes(f"{repo.run_prefix(record.id)}/metrics.jsonl")
-    except FileNotFoundError:
-        raw = b""
-    series: dict[str, list[MetricPoint]] = {}
-    for line in raw.decode("utf-8", errors="replace").splitlines()[:MAX_POINTS]:
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item:
-            continue
-        step = item.get("step")
-        time = item.get("time")
-        series.setdefault(item["name"], []).append(
-            MetricPoint(item["value"], step if isinstance(step, int) and not isinstance(step, bool) else None,
-                        time if isinstance(time, str) else None))
+    """Every value each metric was logged with, in order, read by the service as the CLI reads it.
+    A metric the record has but the series lacks (a store written by hand, or a lost file) gets
+    its last value as its only point."""
+    series = scope.service.get_metrics(scope.project_dir, record.id)
     for name, value in record.metrics.items():
-        series.setdefault(name, [MetricPoint(value, None, None)])
+        series.setdefault(name, [MetricPoint(name, value, 0, record.ended_at or record.started_at)])
     return series
 
 
