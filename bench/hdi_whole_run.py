@@ -1,7 +1,7 @@
 """A whole small run on HDInsight in a box: ``sparkjobs run -c hdi`` against a raw
 ``spark-submit --master yarn --deploy-mode cluster`` of the same script.
 
-    python bench/hdi_whole_run.py [--pairs 3]
+    python bench/hdi_whole_run.py [--pairs 3] [--files 20]
 
 Both sides run the same script (a SparkSession, a sum over 100,000 rows, a file in
 ``./outputs``) on the same real YARN (tests/plugins/hdinsight.py: hadoop-azure, Azurite over
@@ -19,6 +19,10 @@ which other engineers' tests make heavy and uneven, hits both sides alike.
   yarn-cluster mode, of ``wasbs://bench@devstoreaccount1.../raw/job.py``, uploaded before
   timing; spark-submit waits for the application's end (its default, reporting every 1 s).
   It gets ``spark.yarn.maxAppAttempts=1`` as sparkjobs' batches do.
+
+The project holds the script, the aml_config files and ``--files`` small modules (20 by
+default): the bootstrap copies each snapshot file from storage through the wasb driver before
+the script starts, which costs about 10 s more for 200 modules on this machine.
 
 Each side is timed from spawning the process to its exit. Printed: each pair, the medians,
 and the median of the pair ratios (sparkjobs / raw). Target: <= 1.15. The machine's load is
@@ -80,14 +84,16 @@ def warm_up(project: BenchProject, livy_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--files", type=int, default=20, help="small modules in the project besides the script")
     options = parser.parse_args()
     with hdinsight("sparkjobs-hdi-whole-") as h, tempfile.TemporaryDirectory(prefix="sparkjobs-hdi-whole-") as tmp:
-        project = make_project(h, Path(tmp), {"job.py": JOB})
+        project = make_project(h, Path(tmp), {"job.py": JOB}, files=options.files)
         warm_up(project, h.cluster.livy_url)  # also makes the container
         h.azurite.container_client(CONTAINER).upload_blob("raw/job.py", JOB.encode(), overwrite=True)
         raw = raw_argv(h, h.storage(CONTAINER, "raw/job.py"))
         time.sleep(5.0)  # the deleted batch's spark-submit goes away
-        print(f"sparkjobs run -c hdi vs raw spark-submit (yarn-cluster), {options.pairs} pairs; {load()}", flush=True)
+        print(f"sparkjobs run -c hdi ({options.files + 6} project files) vs raw spark-submit (yarn-cluster), "
+              f"{options.pairs} pairs; {load()}", flush=True)
         raws, ours = [], []
         for index in range(options.pairs):
             order = ("raw", "ours") if index % 2 == 0 else ("ours", "raw")
