@@ -57,10 +57,11 @@ WATCH_EVERY = 0.1
 
 
 class LivyWatcher:
-    """Reads Livy's batch list directly every 0.1 s; notes when each batch is first seen in
-    each state."""
+    """Reads Livy's batch list directly (every 0.1 s by default); notes when each batch is
+    first seen in each state."""
 
-    def __init__(self, livy_url: str) -> None:
+    def __init__(self, livy_url: str, every: float = WATCH_EVERY) -> None:
+        self._every = every
         self._client = LivyClient(livy_url, requested_by="bench")
         self.first_seen: dict[tuple[int, BatchState], float] = {}
         self._stop = threading.Event()
@@ -68,7 +69,7 @@ class LivyWatcher:
         self._thread.start()
 
     def _watch(self) -> None:
-        while not self._stop.wait(WATCH_EVERY):
+        while not self._stop.wait(self._every):
             try:
                 batches = self._client.list_batches().batches
             except LivyError:

@@ -73,9 +73,8 @@ class Box:
     env: dict[str, str]
     home: Path
 
-    def blob_names(self, account: str | None = None, container: str | None = None) -> list[str]:
-        client = self.h.azurite.container_client(container or self.container, *(account and [account] or []))
-        return sorted(b.name for b in client.list_blobs())
+    def blob_names(self) -> list[str]:
+        return sorted(b.name for b in self.h.azurite.container_client(self.container).list_blobs())
 
     def blob(self, name: str) -> bytes:
         return self.h.azurite.container_client(self.container).download_blob(name).readall()

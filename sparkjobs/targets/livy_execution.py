@@ -10,7 +10,9 @@ How a run ends is read from Livy (success, dead, killed) and, for the exit code,
 ``runs/<id>/exit.json`` the bootstrap writes last: Livy says only success or dead, and it
 forgets a finished batch after its retention period (or all of them when it restarts), in
 which case that file is the only word left on how the run ended. A batch Livy calls a
-success without that file is a failure: the script's own end was never recorded.
+success without that file is a failure: the script's own end was never recorded. A batch
+Livy loses while it still runs (another client's DELETE, or a restart, which stops every
+batch unless recovery is on) and that left no such file is recorded ``killed``.
 
 A batch that stays ``starting`` (YARN has no room for it) is reported every so often and
 deleted at the compute's start deadline. Every line from Livy or storage passes through

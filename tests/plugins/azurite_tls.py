@@ -261,14 +261,14 @@ def _answers_tls(address: str, ca_file: Path, server_name: str) -> bool:
 
     context = ssl.create_default_context(cafile=str(ca_file))
     try:
-        with socket.create_connection((address, HTTPS_PORT), timeout=0.5) as raw:
+        with socket.create_connection((address, HTTPS_PORT), timeout=5) as raw:
             with context.wrap_socket(raw, server_hostname=server_name):
                 return True
     except OSError:
         return False
 
 
-def start_tls_azurite(timeout: float = 30.0) -> TlsAzurite:
+def start_tls_azurite(timeout: float = 120.0) -> TlsAzurite:
     """Start Azurite with TLS on a fresh loopback address; see the module docstring."""
     main = azurite_main()
     node = shutil.which("node")
