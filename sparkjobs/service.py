@@ -6,14 +6,18 @@ Store behind RunRepository, and what differs between local Spark and a cluster i
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from .config import ProjectSettings, load_project
 from .errors import ConfigError, StorageError, UnsafePathError
+from .history import RunComparison, RunIndex, RunPage, RunQuery, compare_runs, index_path, sync_index
+from .history.compare import check_count
 from .runs import Artifact, RunRecord, RunRepository
 from .spark_env import resource_dir
 from .wording import count
@@ -22,6 +26,7 @@ from .storage.base import ProgressCallback, Store, safe_join, sha256_file
 from .storage.local import LocalStore
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt"]
+log = logging.getLogger(__name__)
 
 class Interrupt(str, enum.Enum):
     """What to do with a running job when the user presses Ctrl-C."""
@@ -78,16 +83,39 @@ class SparkJobs:
         return load_project(project_dir, self.environ)
 
     # ---- queries ---------------------------------------------------------------------------
-    def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None,
+                  query: RunQuery | None = None) -> list[RunRecord]:
+        """The runs of the project (or every project), newest first; ``query`` filters and sorts."""
+        return list(self.query_runs(project_dir, query or RunQuery(limit=limit), all_projects=all_projects).runs)
+
+    def query_runs(self, project_dir: Path | None, query: RunQuery, *, all_projects: bool = False) -> RunPage:
+        """One page of runs from the local index, brought up to date with the store first
+        (sparkjobs/history/sync.py says what that reads). Unreadable records are left out with
+        one warning each."""
         project = self._project_or_none(project_dir)
         repo = RunRepository(self.history_store(project))
+        index = RunIndex(self.index_path(repo.store), repo.store.location)
         name = None if all_projects or project is None else project.name
-        runs = []
-        for record in repo.iter_runs(name):
-            runs.append(record.as_seen_now())
-            if limit and len(runs) >= limit:
-                break
-        return runs
+        try:
+            sync_index(index, repo)
+            page = index.query(query, name)
+        except sqlite3.DatabaseError:  # a damaged cache: build it again from the store
+            index.reset()
+            sync_index(index, repo)
+            page = index.query(query, name)
+        for problem in page.broken:
+            log.warning("Warning: %s It is left out.", problem)
+        return page
+
+    def index_path(self, store: Store) -> Path:
+        """Where the index of that store lives: a cache in sparkjobs' home, never in the project."""
+        return index_path(self.home, store.location)
+
+    def compare(self, project_dir: Path | None, run_ids: Sequence[str]) -> RunComparison:
+        """2 to 10 runs side by side; ids may be shortened as everywhere."""
+        check_count(len(run_ids))
+        repo = self.repository(project_dir)
+        return compare_runs([repo.load(repo.resolve(run_id)).as_seen_now() for run_id in run_ids])
 
     def get_run(self, project_dir: Path | None, run_id: str) -> RunRecord:
         repo = self.repository(project_dir)
