@@ -49,10 +49,11 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
         listed = {i for day in days for i in store.list_folders(RUNS, start=day)}
         gone = {i for i in known if i.startswith(tuple(days)) and i not in listed}
     check = sorted(listed if store.cheap_listing else (i for i in listed if i not in known or not known[i][1]))
-    stamps = store.stamps([repo.record_key(i) for i in check])
+    keys = {run_id: f"{RUNS}/{run_id}/run.json" for run_id in check}  # folder names: no '/' in them
+    stamps = store.stamps(list(keys.values()))
     changed = []
     for run_id in check:
-        stamp = stamps[repo.record_key(run_id)]
+        stamp = stamps[keys[run_id]]
         if stamp is None:  # a folder without a record (outputs a failed store left behind)
             if run_id in known:
                 gone.add(run_id)
