@@ -240,7 +240,7 @@ def test_usage_errors_never_show_internal_names(tmp_path):
     cases = {
         ("artifacts", "download"): "Error: The following arguments are required: RUN_ID.",
         ("runs", "show"): "Error: The following arguments are required: RUN_ID.",
-        ("runs", "bogus"): "Error: 'bogus' is not a 'sparkjobs runs' command; choose from list, show, attach, recover.",
+        ("runs", "bogus"): "Error: 'bogus' is not a 'sparkjobs runs' command; choose from list, compare, show, attach, recover.",
         ("bogus",): "Error: 'bogus' is not a 'sparkjobs' command; choose from run, runs, artifacts, init.",
         ("run", "hello.py"): "Error: The following arguments are required: -c/--config.",
         ("runs", "list", "--limit", "-1"): "Error: Argument --limit: must be 0 or more, not -1.",
