@@ -272,4 +272,4 @@ def test_every_option_and_argument_has_help_text():
             if isinstance(action, argparse._SubParsersAction):
                 missing += [f"{path} {choice.dest}" for choice in action._choices_actions if not choice.help]
     assert missing == []
-    assert commands == 10  # sparkjobs, run, runs (list show attach recover), artifacts (download), init
+    assert commands == 11  # sparkjobs, run, runs (list compare show attach recover), artifacts (download), init
