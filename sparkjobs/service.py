@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence
 
 from .config import ProjectSettings, load_project
-from .errors import ConfigError, StorageError, UnsafePathError
+from .errors import ConfigError, RunNotFound, StorageError, UnsafePathError
 from .history import RunComparison, RunIndex, RunPage, RunQuery, compare_runs, index_path, sync_index
 from .history.compare import check_count
 from .runs import Artifact, RunRecord, RunRepository
@@ -115,7 +115,25 @@ class SparkJobs:
         """2 to 10 runs side by side; ids may be shortened as everywhere."""
         check_count(len(run_ids))
         repo = self.repository(project_dir)
-        return compare_runs([repo.load(repo.resolve(run_id)).as_seen_now() for run_id in run_ids])
+        return compare_runs([repo.load(self._resolve(repo, run_id)).as_seen_now() for run_id in run_ids])
+
+    def _resolve(self, repo: RunRepository, run_id: str) -> str:
+        """A whole id is looked up; a shortened one is matched against the index (kept current),
+        not a listing of every blob in the store."""
+        try:
+            whole = repo.store.exists(repo.record_key(run_id))
+        except (RunNotFound, UnsafePathError):
+            whole = True  # not an id at all: resolve says so
+        if whole:
+            return repo.resolve(run_id)
+        index = RunIndex(self.index_path(repo.store), repo.store.location)
+        sync_index(index, repo)
+        matches = [i for i in index.ids() if i.startswith(run_id) or i.endswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFound(f"No run {run_id!r} in the run store at {repo.store.location}.")
+        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs; give more of the id.")
 
     def get_run(self, project_dir: Path | None, run_id: str) -> RunRecord:
         repo = self.repository(project_dir)
