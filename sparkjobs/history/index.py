@@ -20,7 +20,9 @@ from .query import RunPage, RunQuery, SortField, ValueRank, classify
 
 __all__ = ["RunIndex", "index_path"]
 
-SCHEMA = "1"
+# The record's fields are part of the format: a sparkjobs whose RunRecord gained a field rebuilds
+# the index, rather than serve cached copies made without it.
+SCHEMA = "1:" + ",".join(sorted(RunRecord.__dataclass_fields__))
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (
