@@ -204,6 +204,17 @@ def test_compare_json_marks_each_row(compared):
     assert "outputs/same.txt" not in {row["path"] for row in default["outputs"]}
 
 
+def test_the_service_pages_runs_for_the_web_page(history):
+    from sparkjobs.history import RunQuery, SortField, SortKey
+
+    service = SparkJobs(history["env"])
+    page = service.query_runs(history["project"], RunQuery(sort=SortKey(SortField.TARGET), limit=3, offset=3))
+    assert page.total == 8 and len(page.runs) == 3  # the demo project's runs, a page of them
+    assert page.metric_names == ("accuracy",) and page.param_names == ("alpha",)
+    by_duration = service.query_runs(history["project"], RunQuery(sort=SortKey(SortField.DURATION, descending=True)))
+    assert by_duration.total == 8
+
+
 def test_compare_service_returns_the_model_the_page_renders(compared):
     history, first, second = compared
     comparison = SparkJobs(history["env"]).compare(history["project"], [first.id, second.id])

@@ -116,8 +116,12 @@ class RunIndex:
                    f"LIMIT {-1 if query.limit is None else int(query.limit)} OFFSET {int(query.offset)}")
             rows = connection.execute(sql, [*params, *sort_params]).fetchall()
             broken = tuple(p for (p,) in connection.execute("SELECT problem FROM runs WHERE problem IS NOT NULL ORDER BY id"))
+            names = connection.execute(
+                "SELECT DISTINCT v.kind, v.name FROM run_values v JOIN runs r ON r.id = v.run_id "
+                "WHERE ? IS NULL OR r.project = ? ORDER BY v.name", (project, project)).fetchall()
         runs = tuple(RunRecord.from_json(json.loads(text)).as_seen_now() for (text,) in rows)
-        return RunPage(runs, total, broken)
+        return RunPage(runs, total, broken, metric_names=tuple(n for k, n in names if k == "m"),
+                       param_names=tuple(n for k, n in names if k == "p"))
 
     def ids(self) -> list[str]:
         with closing(self._connect()) as connection:

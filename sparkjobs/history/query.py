@@ -105,3 +105,6 @@ class RunPage:
     runs: tuple[RunRecord, ...]
     total: int  # how many runs the query matches, before offset and limit
     broken: tuple[str, ...] = field(default=())  # records the store holds but that cannot be read, with why
+    #: Every metric and param name the project's runs logged: the columns a runs table can offer.
+    metric_names: tuple[str, ...] = ()
+    param_names: tuple[str, ...] = ()
