@@ -97,8 +97,23 @@ def _parser() -> argparse.ArgumentParser:
     runs = _group(commands, "runs", "the run history", common)
     listing = runs.add_parser("list", parents=[common], help="list runs, newest first")
     listing.add_argument("--all", action="store_true", help="runs of every project, not just this one")
-    listing.add_argument("--limit", type=_count, default=50, metavar="N", help="at most N runs (default 50; 0 for all)")
+    listing.add_argument("--limit", type=_count, default=None, metavar="N",
+                         help="at most N runs (default 50, or N of --last N; 0 for all)")
     listing.add_argument("--json", action="store_true", help="print the run records as a JSON list")
+    listing.add_argument("--status", metavar="STATUS", help="only runs with this status: running, completed, failed, "
+                         "killed or lost; several as failed,killed")
+    listing.add_argument("--target", metavar="NAME", help="only runs on this compute target (aml_config/NAME.compute)")
+    listing.add_argument("--script", metavar="PATH", help="only runs of this script, as recorded (relative to the project); "
+                         "wildcards allowed ('notebooks/*'), and a bare name matches it in any folder")
+    listing.add_argument("--last", type=_count, metavar="N", help="only the N newest runs that pass the filters; --sort orders them")
+    listing.add_argument("--sort", metavar="METRIC", help="order by a logged metric, smallest first; --sort=-METRIC or --desc "
+                         "for largest first; runs without it come last (param:NAME sorts by a param)")
+    listing.add_argument("--desc", action="store_true", help="with --sort: largest first")
+    compare = runs.add_parser("compare", parents=[common], help="2 to 10 runs side by side: config, args, params, metrics, outputs")
+    compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="2 to 10 runs: ids, unique prefixes or random suffixes")
+    compare.add_argument("--all", action="store_true",
+                         help="also the config, args and params that are equal, and every output file (default: differences only)")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON, each row marked 'differs'")
     show = runs.add_parser("show", parents=[common], help="one run's record and artifacts")
     show.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")
     show.add_argument("--json", action="store_true", help="print the run record as JSON, every artifact file listed")
@@ -168,6 +183,21 @@ def _new_arguments(argv: list[str]) -> tuple[list[str], tuple[str, ...] | None]:
     return argv, None
 
 
+def _sort_joined(argv: list[str]) -> list[str]:
+    """``runs list --sort -accuracy`` as ``--sort=-accuracy``: argparse would take ``-accuracy``
+    for an option. Only in ``runs list``: a script's own arguments are never touched."""
+    words = [w for i, w in enumerate(argv) if not w.startswith("-") and (i == 0 or argv[i - 1] != "--project")]
+    if words[:2] != ["runs", "list"]:
+        return argv
+    joined: list[str] = []
+    for item in argv:
+        if joined and joined[-1] == "--sort" and item.startswith("-") and item != "--":
+            joined[-1] = f"--sort={item}"
+        else:
+            joined.append(item)
+    return joined
+
+
 def _interrupted(signum: int, frame: object) -> None:
     print("Interrupted.", file=sys.stderr)
     raise SystemExit(130)
@@ -180,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupted)
     try:
         words, new_args = _new_arguments(list(sys.argv[1:] if argv is None else argv))
-        parsed = _parser().parse_args(words)
+        parsed = _parser().parse_args(_sort_joined(words))
         if new_args is not None:
             parsed.new_args = new_args
         code = _dispatch(parsed)

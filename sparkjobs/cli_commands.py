@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from .artifact_view import EntryKind, group_artifacts
+from .cli_history import list_query, print_runs, runs_compare  # noqa: F401  (runs_compare: 'runs compare')
 from .discovery import find_project
 from .errors import ConfigError
+from .history import RunQuery
 from .progress import terminal_progress
 from .run_inputs import lineage
 from .runs import RunRecord, RunStatus
@@ -17,8 +19,8 @@ from .service import Interrupt, RunObserver, RunRequest, SparkJobs
 from .textsafe import terminal_safe
 from .wording import count, sentence, size
 
-__all__ = ["run", "rerun", "restore", "init", "ui", "runs_list", "runs_show", "runs_attach", "runs_recover",
-           "artifacts_download", "quiet_stdout"]
+__all__ = ["run", "rerun", "restore", "init", "ui", "runs_list", "runs_compare", "runs_show", "runs_attach",
+           "runs_recover", "artifacts_download", "quiet_stdout"]
 
 
 def quiet_stdout() -> None:
@@ -161,7 +163,8 @@ def init(args: argparse.Namespace) -> int:
 
 def runs_list(args: argparse.Namespace) -> int:
     project = _project(args)
-    records = SparkJobs().list_runs(project, all_projects=args.all, limit=args.limit or None)
+    query = list_query(args)
+    records = SparkJobs().list_runs(project, all_projects=args.all, query=query)
     if project is None and not args.all:  # said once the listing worked: an error is said alone
         print(f"Not inside a sparkjobs project (no aml_config/ in {_start(args).resolve()} or above): "
               "showing the runs of every project.", file=sys.stderr)
@@ -169,14 +172,9 @@ def runs_list(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_json() for r in records], indent=2))
         return 0
     if not records:
-        print("No runs yet.")
+        print("No runs match." if query != RunQuery(limit=query.limit) else "No runs yet.")
         return 0
-    rows = [("RUN ID", "PROJECT", "TARGET", "STATUS", "STARTED", "SCRIPT")]
-    for r in records:
-        rows.append((r.id, r.project, r.target, r.status.value, r.started_at[:19].replace("T", " "), " ".join([r.script, *r.args])))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+    print_runs(records, query.sort)
     return 0
 
 

@@ -6,14 +6,18 @@ Store behind RunRepository, and what differs between local Spark and a cluster i
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .config import ProjectSettings, load_project
-from .errors import ConfigError, StorageError, UnsafePathError
+from .errors import ConfigError, RunNotFound, StorageError, UnsafePathError
+from .history import RunComparison, RunIndex, RunPage, RunQuery, compare_runs, index_path, sync_index
+from .history.compare import check_count
 from .metrics import MetricPoint, load_series
 from .runs import Artifact, RunRecord, RunRepository
 from .snapshot import Snapshot
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from .reproduce import RestoreResult
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt", "Rerun"]
+log = logging.getLogger(__name__)
 
 class Interrupt(str, enum.Enum):
     """What to do with a running job when the user presses Ctrl-C."""
@@ -93,16 +98,57 @@ class SparkJobs:
         return load_project(project_dir, self.environ)
 
     # ---- queries ---------------------------------------------------------------------------
-    def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None,
+                  query: RunQuery | None = None) -> list[RunRecord]:
+        """The runs of the project (or every project), newest first; ``query`` filters and sorts."""
+        return list(self.query_runs(project_dir, query or RunQuery(limit=limit), all_projects=all_projects).runs)
+
+    def query_runs(self, project_dir: Path | None, query: RunQuery, *, all_projects: bool = False) -> RunPage:
+        """One page of runs from the local index, brought up to date with the store first
+        (sparkjobs/history/sync.py says what that reads). Unreadable records are left out with
+        one warning each."""
         project = self._project_or_none(project_dir)
         repo = RunRepository(self.history_store(project))
+        index = RunIndex(self.index_path(repo.store), repo.store.location)
         name = None if all_projects or project is None else project.name
-        runs = []
-        for record in repo.iter_runs(name):
-            runs.append(record.as_seen_now())
-            if limit and len(runs) >= limit:
-                break
-        return runs
+        try:
+            sync_index(index, repo)
+            page = index.query(query, name)
+        except sqlite3.DatabaseError:  # a damaged cache: build it again from the store
+            index.reset()
+            sync_index(index, repo)
+            page = index.query(query, name)
+        for problem in page.broken:
+            log.warning("Warning: %s It is left out.", problem)
+        return page
+
+    def index_path(self, store: Store) -> Path:
+        """Where the index of that store lives: a cache in sparkjobs' home, never in the project."""
+        return index_path(self.home, store.location)
+
+    def compare(self, project_dir: Path | None, run_ids: Sequence[str]) -> RunComparison:
+        """2 to 10 runs side by side; ids may be shortened as everywhere."""
+        check_count(len(run_ids))
+        repo = self.repository(project_dir)
+        return compare_runs([repo.load(self._resolve(repo, run_id)).as_seen_now() for run_id in run_ids])
+
+    def _resolve(self, repo: RunRepository, run_id: str) -> str:
+        """A whole id is looked up; a shortened one is matched against the index (kept current),
+        not a listing of every blob in the store."""
+        try:
+            whole = repo.store.exists(repo.record_key(run_id))
+        except (RunNotFound, UnsafePathError):
+            whole = True  # not an id at all: resolve says so
+        if whole:
+            return repo.resolve(run_id)
+        index = RunIndex(self.index_path(repo.store), repo.store.location)
+        sync_index(index, repo)
+        matches = [i for i in index.ids() if i.startswith(run_id) or i.endswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFound(f"No run {run_id!r} in the run store at {repo.store.location}.")
+        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs; give more of the id.")
 
     def get_run(self, project_dir: Path | None, run_id: str) -> RunRecord:
         repo = self.repository(project_dir)

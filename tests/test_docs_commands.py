@@ -68,6 +68,9 @@ RUN: dict[str, Check] = {
     "sparkjobs runs list": Check("project"),
     "sparkjobs runs list | head -1": Check("project"),
     "sparkjobs runs show RUN_ID --log": Check("project"),
+    "sparkjobs runs list --status failed --last 20": Check("project"),
+    "sparkjobs runs list --sort -accuracy": Check("project"),
+    "sparkjobs runs compare RUN_ID OTHER_ID": Check("project"),  # the two runs of train.py above
     "sparkjobs artifacts download RUN_ID outputs/model.pkl -o ./here": Check("project"),
     "sparkjobs artifacts download RUN_ID outputs/metrics.json": Check("project"),
     # The sample project as it is.
@@ -128,6 +131,7 @@ NOT_RUN: dict[str, str] = {
     "python bench/hdi_submission.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/hdi_end_latency.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/hdi_whole_run.py": "a benchmark on HDInsight in a box, not a check",
+    "bash bench/history": "a benchmark that takes many minutes (it writes 10,000 runs), not a check",
 }
 
 
@@ -197,8 +201,12 @@ class Session:
     def latest_run(self) -> str:
         return max(path.name for path in (Path(self.env["SPARKJOBS_HOME"]) / "runs").iterdir())
 
+    def earlier_run(self) -> str:
+        return sorted(path.name for path in (Path(self.env["SPARKJOBS_HOME"]) / "runs").iterdir())[-2]
+
     def run(self, command: str, check: Check) -> None:
         text = command.replace("RUN_ID", self.latest_run()) if "RUN_ID" in command else command
+        text = text.replace("OTHER_ID", self.earlier_run()) if "OTHER_ID" in text else text
         # The bare spark-submit example shares /tmp/share/; here it stays inside the test's folder.
         text = text.replace("/tmp/share/", f"{self.root.parent}/share/")
         script = 'sparkjobs() { "$SPARKJOBS_TEST_PYTHON" -m sparkjobs.cli "$@"; }\n' + text

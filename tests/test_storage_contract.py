@@ -189,3 +189,29 @@ def test_download_tree_refuses_a_stored_key_that_would_escape(backend, tmp_path:
         store.download_tree("runs/r3/outputs", tmp_path / "dest" / "inner")
     assert not any(p.name == "evil" for p in tmp_path.rglob("*"))
     assert not (tmp_path / "dest" / "inner" / "fine.txt").exists()  # refused before any transfer
+
+
+def test_list_folders_names_each_folder_once_and_filters_by_start(store: Store) -> None:
+    for key in ("runs/2026a/run.json", "runs/2026a/outputs/x/y.bin", "runs/2025b/run.json", "runs/2026c/driver.log",
+                "runs/loose.txt", "other/2026d/run.json"):
+        store.put_bytes(key, b"x")
+    assert store.list_folders("runs") == ["2025b", "2026a", "2026c"]
+    assert store.list_folders("runs", start="2026") == ["2026a", "2026c"]
+    assert store.list_folders("runs/2026a") == ["outputs"]
+    assert store.list_folders("nothing-here") == []
+    with pytest.raises(UnsafePathError):
+        store.list_folders("../runs")
+
+
+def test_a_stamp_changes_when_the_object_is_replaced(store: Store, backend) -> None:
+    plant = backend[1]
+    assert store.stamp("runs/1/run.json") is None
+    store.put_bytes("runs/1/run.json", b"first")
+    first = store.stamp("runs/1/run.json")
+    assert first is not None and store.stamp("runs/1/run.json") == first
+    # Replaced in place by another writer (a local file keeps its inode, and its mtime may not
+    # move within the filesystem's clock tick: the size tells it here).
+    plant("runs/1/run.json", b"second")
+    second = store.stamp("runs/1/run.json")
+    assert second not in (None, first)
+    assert store.stamps(["runs/1/run.json", "runs/2/run.json"]) == {"runs/1/run.json": second, "runs/2/run.json": None}

@@ -35,6 +35,7 @@ import re
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ from urllib3.util.retry import Retry
 
 from ..credentials import IDENTITY_HINT, CredentialKind, StorageCredentials, parse_connection_string
 from ..errors import ArtifactTransferError, ConfigError, StorageError
-from .base import ProgressCallback, Store, StoredObject, TransferResult, check_prefix
+from .base import ProgressCallback, Store, StoredObject, TransferResult, check_key, check_prefix
 from .uris import StorageLocation
 
 __all__ = ["AzureBlobStore", "AzureOptions"]
@@ -250,6 +251,36 @@ class AzureBlobStore(Store):
                     yield StoredObject(blob.name[strip:], blob.size)
             except ResourceNotFoundError:
                 return  # no container yet, so nothing stored
+
+    # ---- change detection for the run index: names per folder, ETags ---------------------------
+    cheap_listing = False
+
+    def list_folders(self, prefix: str, start: str = "") -> list[str]:
+        """One delimited listing: a name per folder, not every blob inside them."""
+        base = "/".join(p for p in (self._where.prefix, check_prefix(prefix)) if p)
+        strip = len(base) + 1 if base else 0
+        names = []
+        with self._seam("list", prefix or "/"):
+            try:
+                for item in self._container.walk_blobs(name_starts_with=f"{base}/{start}" if base else start, delimiter="/"):
+                    if item.name.endswith("/"):
+                        names.append(item.name[strip:-1])
+            except ResourceNotFoundError:
+                return []  # no container yet
+        return sorted(names)
+
+    def stamp(self, key: str) -> str | None:
+        with self._seam("read", check_key(key)):
+            try:
+                return str(self._blob(key).get_blob_properties().etag)
+            except ResourceNotFoundError:
+                return None
+
+    def stamps(self, keys: list[str]) -> dict[str, str | None]:
+        if len(keys) < 2:
+            return super().stamps(keys)
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return dict(zip(keys, pool.map(self.stamp, keys)))
 
     def _exists(self, key: str) -> bool:
         with self._seam("read", key):

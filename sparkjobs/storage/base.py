@@ -162,6 +162,33 @@ class Store(abc.ABC):
     def delete(self, key: str) -> None:
         self._delete(check_key(key))
 
+    # ---- change detection, for the run index (derived here; backends may do it faster) ------
+    #: Whether listing a folder of 10,000 entries costs little (a local folder), or many
+    #: requests (Blob lists at most 5,000 names per request).
+    cheap_listing: bool = True
+
+    def list_folders(self, prefix: str, start: str = "") -> list[str]:
+        """The sorted names of the folders directly under prefix whose names begin with start
+        (the run ids under ``runs``), without listing what they hold when the backend can."""
+        prefix = check_prefix(prefix)
+        names = set()
+        for obj in self.list(prefix):
+            parts = obj.key[len(prefix) + 1 :].split("/") if prefix else obj.key.split("/")
+            if len(parts) > 1 and parts[0].startswith(start):
+                names.add(parts[0])
+        return sorted(names)
+
+    def stamp(self, key: str) -> str | None:
+        """A token that changes whenever the object at key is replaced; None when it is absent.
+        Derived from the contents here; backends answer from metadata (an ETag, a stat)."""
+        try:
+            return hashlib.sha256(self.get_bytes(key)).hexdigest()
+        except FileNotFoundError:
+            return None
+
+    def stamps(self, keys: list[str]) -> dict[str, str | None]:
+        return {key: self.stamp(key) for key in keys}
+
     def put_json(self, key: str, value: Any, *, if_absent: bool = False) -> bool:
         data = json.dumps(value, indent=2, sort_keys=True).encode()
         return self.put_bytes(key, data, if_absent=if_absent)
