@@ -19,8 +19,10 @@ from ui_runs import FAILED, HOSTILE, NEW, OLD, XSS, UiProcess, make_ui_store, ui
 
 
 def _tree(root: Path) -> dict[str, str]:
+    """Every file of the run store (the home folder here), but not sparkjobs' own cache in it: the
+    run index is a cache of the store, built on the first listing, not part of it."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != "cache"}
 
 
 @pytest.fixture(scope="module")
