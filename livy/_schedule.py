@@ -7,7 +7,9 @@ says the job is finishing. Around those moments a fast poll sees the end sooner 
 waits less for ``sparkjobs run`` to return); the rest of the time a slow poll costs little.
 
 :class:`Cadence` says how fast and how slow; :class:`Ticker` keeps one schedule of ticks
-against a deadline, bounded even if the clock stalls.
+against a deadline, bounded even if the clock stalls. A caller that can tell cheaply, outside
+Livy, that the end is likely (a job's exit record in storage) passes a probe to
+:meth:`Ticker.pause`, which asks it about once a second while it waits.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Cadence", "Ticker", "FINISHING", "finishing_patterns"]
+__all__ = ["Cadence", "Ticker", "FINISHING", "PROBE_EVERY", "finishing_patterns"]
+
+#: Seconds between two questions to a probe: it costs no Livy request.
+PROBE_EVERY = 1.0
 
 #: Lines a Livy log shows when the job is about to end. spark-submit's YARN client (the
 #: Livy log in yarn-cluster mode) reports the application's final state; a driver in local
@@ -90,6 +95,7 @@ class Ticker:
         self.start_timeout = math.inf if start_timeout is None else start_timeout
         self.start_deadline = self.next + self.start_timeout
         self.start_ticks = int(start_timeout / cadence.fast) + 2 if start_timeout is not None else -1
+        self.probed_at = -math.inf
 
     def kick(self) -> None:
         self.hot_until = self.clock() + self.cadence.burst
@@ -106,12 +112,30 @@ class Ticker:
     def start_expired(self) -> bool:
         return self.clock() >= self.start_deadline or self.start_ticks == 0
 
-    def pause(self) -> None:
-        """Sleep until the next tick, never past the deadline."""
+    def pause(self, probe: Callable[[], bool] | None = None) -> bool:
+        """Sleep until the next tick, never past the deadline.
+
+        With ``probe``, ask it at most once per :data:`PROBE_EVERY` seconds meanwhile; when it
+        says a change is likely, stop sleeping and return True (the tick is now).
+        """
         self.ticks_left -= 1
         self.start_ticks -= 1
         now = self.clock()
         fast, slow = self.cadence.fast, self.cadence.slow
         self.step = fast if now < self.hot_until else min(slow, self.step * 2)
         self.next = max(self.next + self.step, now)
-        self.sleep(max(0.0, min(self.next, self.deadline) - now))
+        end = min(self.next, self.deadline)
+        if probe is None:
+            self.sleep(max(0.0, end - now))
+            return False
+        for _ in range(int((end - now) / PROBE_EVERY) + 3):  # bounded even if the clock stalls
+            now = self.clock()
+            if now >= end:
+                break
+            if now - self.probed_at >= PROBE_EVERY:
+                self.probed_at = now
+                if probe():
+                    self.next = now
+                    return True
+            self.sleep(min(end - now, self.probed_at + PROBE_EVERY - now))
+        return False

@@ -13,6 +13,14 @@ writes more than 10 lines per tick, with the batch at least every ``STATE_EVERY`
 ticks.  While the job is finishing, every tick reads the batch.  Transient trouble (no
 answer, 429/502/503/504 after the transport's retries) costs a tick, not the wait.
 
+Where Livy's log cannot tell that the job is finishing (on YARN in cluster mode it holds
+spark-submit's output only), the caller may know better from elsewhere: ``ending`` is a
+probe asked about once a second while the batch runs, between Livy requests, which says
+whether the end is likely (say, the job's exit record has appeared in storage).  Once it
+says so, the batch is read on every tick, fast, as for a finishing line; it is not asked
+again.  The probe must be cheap and must not raise.  The whole log is read less often
+while it brings nothing new, down to every ``LOG_EVERY_MAX`` + 1 ticks.
+
 Besides the overall deadline, ``start_timeout`` bounds how long a batch may stay pending
 (``not_started``, ``starting``): on a full cluster YARN keeps an application waiting for as
 long as it takes, and a wait of days is no use to anyone watching.
@@ -48,6 +56,7 @@ __all__ = ["BatchHandle", "LogLine"]
 log = logging.getLogger("livy")
 STATE_EVERY = 20
 LOG_EVERY = 3
+LOG_EVERY_MAX = 8
 TAIL_LINES = 10  # the log lines that come with every Batch
 _T = TypeVar("_T")
 
@@ -61,6 +70,25 @@ def _finishing(lines: Iterable[str], hints: tuple[re.Pattern[str], ...], kicked:
             kicked.add(line)
             found = True
     return found
+
+
+class _Ending:
+    """The caller's "end is likely" probe, asked while the batch runs, until it says yes."""
+
+    def __init__(self, probe: Callable[[], bool] | None, handle: BatchHandle) -> None:
+        self._probe, self._handle = probe, handle
+
+    def probe(self) -> Callable[[], bool] | None:
+        state = self._handle.batch.state
+        if self._probe is None or state in BatchState.PENDING or state.is_terminal:
+            return None
+        return self._ask
+
+    def _ask(self) -> bool:
+        if self._probe is not None and self._probe():
+            self._probe = None  # once is enough: what it found stays true
+            return True
+        return False
 
 
 def _transient(exc: LivyError) -> bool:
@@ -122,6 +150,7 @@ class BatchHandle:
         on_log: Callable[[LogLine], None] | None = None,
         start_timeout: float | None = None,
         finishing: Iterable[str | re.Pattern[str]] = (),
+        ending: Callable[[], bool] | None = None,
     ) -> Batch:
         """Poll until the batch is terminal and return it; :class:`BatchTimeout` at the deadline.
 
@@ -129,13 +158,16 @@ class BatchHandle:
         and each state change, slow otherwise).  With ``on_log`` every new log line is
         passed to it as it arrives (see :meth:`tail`, which also takes ``finishing``).
         With ``start_timeout``, :class:`BatchStartTimeout` when the batch is still pending
-        that many seconds after the call; the batch is left as it is.
+        that many seconds after the call; the batch is left as it is.  ``ending`` is the
+        caller's "end is likely" probe (module docstring).
         """
         if on_log is not None:
-            for line in self.tail(timeout, interval=interval, start_timeout=start_timeout, finishing=finishing):
+            tail = self.tail(timeout, interval=interval, start_timeout=start_timeout, finishing=finishing, ending=ending)
+            for line in tail:
                 on_log(line)
             return self.batch
         ticker = Ticker(self._clock, self._sleep, Cadence.of(interval), timeout, start_timeout)
+        probe = _Ending(ending, self)
         while not self._deleted:
             before = self.batch.state
             state = self._poll_state()
@@ -145,7 +177,8 @@ class BatchHandle:
                 ticker.kick()
             self._check_started(ticker, fresh=state is not None)
             self._check_deadline(ticker)
-            ticker.pause()
+            if ticker.pause(probe.probe()):
+                ticker.kick()
         return self.batch
 
     def tail(
@@ -155,6 +188,7 @@ class BatchHandle:
         interval: float | Cadence = 5.0,
         start_timeout: float | None = None,
         finishing: Iterable[str | re.Pattern[str]] = (),
+        ending: Callable[[], bool] | None = None,
     ) -> Iterator[LogLine]:
         """Yield new log lines until the batch is terminal, then drain the log once more.
 
@@ -162,12 +196,14 @@ class BatchHandle:
         ``gap`` marker line.  A line matching :data:`FINISHING` or ``finishing`` (regular
         expressions), the first time it shows, says the job is ending: the batch is then
         read on every tick, fast with a :class:`Cadence`.  Raises :class:`BatchTimeout` at
-        the deadline, and :class:`BatchStartTimeout` as :meth:`wait` does.
+        the deadline, and :class:`BatchStartTimeout` as :meth:`wait` does.  ``ending`` is
+        the caller's "end is likely" probe, which acts as a finishing line (module docstring).
         """
         ticker = Ticker(self._clock, self._sleep, Cadence.of(interval), timeout, start_timeout)
         hints = finishing_patterns(finishing)
         follower = LogFollower(self._buffer_lines)
-        want_log, since_state, since_log = True, 0, 0
+        probe = _Ending(ending, self)
+        want_log, since_state, since_log, log_every = True, 0, 0, LOG_EVERY
         finishing_until = -float("inf")
         kicked: set[str] = set()  # finishing lines already acted on: each counts once
         while not self._deleted:
@@ -176,6 +212,8 @@ class BatchHandle:
                 lines = self._poll_log(follower) or []
                 yield from lines
                 since_state, since_log = since_state + 1, 0
+                # Nothing new: the job is quiet, so the next whole log can wait longer.
+                log_every = LOG_EVERY if lines else min(LOG_EVERY_MAX, log_every * 2)
                 # More than the batch's last lines show: keep reading the whole log.
                 want_log = len(lines) >= TAIL_LINES and since_state < STATE_EVERY
             else:
@@ -191,7 +229,7 @@ class BatchHandle:
                         return
                     if batch.state is not before:
                         ticker.kick()
-                want_log = since_log >= LOG_EVERY or (batch is not None and not follower.covers(batch.log))
+                want_log = since_log >= log_every or (batch is not None and not follower.covers(batch.log))
             if _finishing([*(line.text for line in lines), *window], hints, kicked):
                 ticker.kick()
                 finishing_until = ticker.hot_until
@@ -199,7 +237,9 @@ class BatchHandle:
                 want_log = False  # the end is near: read the state on every tick
             self._check_started(ticker, fresh=False)
             self._check_deadline(ticker)
-            ticker.pause()
+            if ticker.pause(probe.probe()):
+                ticker.kick()
+                finishing_until, want_log = ticker.hot_until, False
 
     # -- internals -----------------------------------------------------------------------
 

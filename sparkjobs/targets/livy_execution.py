@@ -14,6 +14,11 @@ success without that file is a failure: the script's own end was never recorded.
 Livy loses while it still runs (another client's DELETE, or a restart, which stops every
 batch unless recovery is on) and that left no such file is recorded ``killed``.
 
+That file is also the first sign of the end: in yarn-cluster mode Livy's log shows nothing of
+the driver, and Livy learns the end from YARN up to 5 s late. So while the batch runs, storage
+(not Livy) is asked about once a second whether the file exists; once it does, Livy is polled
+fast until the final state. A store that cannot answer only turns the hint off.
+
 A batch that stays ``starting`` (YARN has no room for it) is reported every so often and
 deleted at the compute's start deadline. Every line from Livy or storage passes through
 ``terminal_safe`` first: what a job prints must not drive the user's terminal.
@@ -159,6 +164,28 @@ class RunFiles:
         return None
 
 
+class _ExitHint:
+    """Whether the run's exit record is in storage yet: the batch is about to end. The answer
+    comes from the store, never Livy; a store that fails once is not asked again (a store
+    that hangs would delay every Livy poll), and that is said once, in the debug log only:
+    the run itself is watched as before."""
+
+    def __init__(self, files: RunFiles) -> None:
+        self._files = files
+        self._broken = False
+
+    def __call__(self) -> bool:
+        if self._broken:
+            return False
+        try:
+            return self._files.store.exists(self._files.exit)
+        except Exception as exc:  # noqa: BLE001 - a hint must never fail the run
+            self._broken = True
+            log.info("sparkjobs: stopped looking for %s to see the end sooner: %s",
+                     self._files.shown(self._files.exit), exc)
+            return False
+
+
 class _Replaced(Exception):
     """The batch id now names another batch: Livy restarted while the run was watched."""
 
@@ -232,6 +259,7 @@ class LivyExecution(Execution):
         self._progress_every = min(PROGRESS_SECONDS, max(cadence.slow, start_timeout / 4))
         self._next_progress = self._progress_every
         self._handle = BatchHandle(_Watched(client, self._seen), batch, sleep=sleep, clock=clock)  # type: ignore[arg-type]
+        self._ending = _ExitHint(files)
         self.details: Mapping[str, str] = batch_details(livy_url, batch, name)
 
     @property
@@ -277,7 +305,7 @@ class LivyExecution(Execution):
                     self._seen(self._handle.batch)
                 tail = self._handle.tail(
                     WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout,
-                    finishing=(BOOTSTRAP_FINISHING,),
+                    finishing=(BOOTSTRAP_FINISHING,), ending=self._ending,
                 )
                 for line in tail:
                     self._lines.append(line.text)
@@ -331,7 +359,9 @@ class LivyExecution(Execution):
     def _wait_quietly(self) -> None:
         with livy_errors(f"wait for Livy batch {self._handle.id}"):
             try:
-                self._handle.wait(WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout)
+                self._handle.wait(
+                    WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout, ending=self._ending,
+                )
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
             except BatchNotFound as exc:
