@@ -118,3 +118,27 @@ def test_a_probe_is_asked_while_the_ticker_sleeps_and_ends_the_sleep_early():
     stalled = Ticker(lambda: 0.0, lambda s: sleeps.append(s), Cadence.fixed(5.0), timeout=3600)
     before = len(sleeps)
     assert stalled.pause(lambda: False) is False and len(sleeps) - before <= 8  # bounded if time stands still
+
+
+@pytest.mark.azurite
+def test_a_store_that_cannot_answer_only_turns_the_hint_off(azurite, azurite_container, caplog):
+    # The compute's real Azure store, aimed at a port nobody serves: exists() fails.
+    import socket
+
+    from sparkjobs.credentials import CredentialKind, StorageCredentials
+    from sparkjobs.storage.registry import open_store
+    from sparkjobs.targets.livy_execution import RunFiles, _ExitHint
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    text = azurite.connection_string.replace(f":{azurite.port}/", f":{port}/")
+    store = open_store(
+        f"wasbs://{azurite_container}@{azurite.account}.blob.core.windows.net/p",
+        StorageCredentials(azurite.account, CredentialKind.CONNECTION_STRING, text, "test"),
+    )
+    hint = _ExitHint(RunFiles(store, "20261201-000000-abcd"))
+    with caplog.at_level("INFO", logger="sparkjobs.targets.livy_execution"):
+        assert [hint(), hint(), hint()] == [False, False, False]  # never raises: polling goes on
+    said = [r for r in caplog.records if "stopped looking for" in r.getMessage()]
+    assert len(said) == 1 and azurite.key not in said[0].getMessage()
