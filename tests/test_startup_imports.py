@@ -81,3 +81,22 @@ def test_an_ignore_file_still_loads_pathspec(project, tmp_path):
 def test_fixed_exclusions_match_as_gitignore_does(path):
     patterns = [*ALWAYS_EXCLUDED, "/home/"]
     assert FixedExclusions(patterns).match_file(path) == pathspec.GitIgnoreSpec.from_lines(patterns).match_file(path)
+
+
+def test_the_credentials_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    from sparkjobs import credentials
+
+    parses = []
+    real = credentials.yaml.safe_load
+    monkeypatch.setattr(credentials.yaml, "safe_load", lambda text: parses.append(1) or real(text))  # a counter only
+    path = tmp_path / "user" / "credentials.yaml"
+    write(path, "livy:\n  https://c.example/livy: {password: first-password-123}\n")
+    path.chmod(0o600)
+    environ = {"SPARKJOBS_CREDENTIALS": str(path)}
+    # What a cluster submission asks of it: the Livy password, then every secret to mask.
+    assert credentials.livy_password("https://c.example/livy", environ) == "first-password-123"
+    assert "first-password-123" in credentials.known_secrets(environ)
+    assert len(parses) == 1
+    write(path, "livy:\n  https://c.example/livy: {password: second-password-456}\n")  # a new content is read anew
+    assert credentials.livy_password("https://c.example/livy", environ) == "second-password-456"
+    assert len(parses) == 2
