@@ -26,9 +26,9 @@ atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
 runpy.run_module("sparkjobs.cli", run_name="__main__", alter_sys=True)
 """
 
-#: Needed by other commands only: the web page, the run index and compare, config typo hints.
+#: Needed by other commands only (the web page, the run index and compare), or not at all.
 NOT_FOR_A_RUN = ("sparkjobs.ui", "jinja2", "sqlite3", "sparkjobs.history.index", "sparkjobs.history.sync",
-                 "sparkjobs.history.compare", "sparkjobs.cli_history", "difflib", "rich.progress")
+                 "sparkjobs.history.compare", "sparkjobs.cli_history", "difflib", "rich.progress", "packaging")
 
 
 def loaded_by(tmp_path: Path, *args: str) -> set[str]:
