@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from .artifact_view import EntryKind, group_artifacts
-from .cli_history import list_query, print_runs, runs_compare  # noqa: F401  (runs_compare: 'runs compare')
 from .discovery import find_project
 from .errors import ConfigError
 from .history import RunQuery
@@ -162,6 +161,8 @@ def init(args: argparse.Namespace) -> int:
 
 
 def runs_list(args: argparse.Namespace) -> int:
+    from .cli_history import list_query, print_runs  # the history commands' code loads for them alone
+
     project = _project(args)
     query = list_query(args)
     records = SparkJobs().list_runs(project, all_projects=args.all, query=query)
@@ -176,6 +177,12 @@ def runs_list(args: argparse.Namespace) -> int:
         return 0
     print_runs(records, query.sort)
     return 0
+
+
+def runs_compare(args: argparse.Namespace) -> int:
+    from .cli_history import runs_compare
+
+    return runs_compare(args)
 
 
 def runs_show(args: argparse.Namespace) -> int:

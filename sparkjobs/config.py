@@ -7,7 +7,6 @@ user fixes them all in one go instead of one per attempt.
 """
 from __future__ import annotations
 
-import difflib
 import enum
 import re
 import reprlib
@@ -361,6 +360,8 @@ def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checke
     values: dict[str, Any] = {}
     for key, raw in data.items():
         if key not in schema:
+            import difflib  # only for a typo, so every run does not pay for loading it
+
             close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(schema)}"
             problems.add(path, f"unknown key '{key}'{hint}")

@@ -35,6 +35,7 @@ applies to the account it names. The file is ``$SPARKJOBS_CREDENTIALS``, else
 from __future__ import annotations
 
 import enum
+import functools
 import importlib.util
 import logging
 import os
@@ -220,13 +221,24 @@ def _load_file(environ: Mapping[str, str], project_dir: Path | None) -> _Credent
         return None
     _warn_if_open(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The credentials file {path} cannot be read ({type(exc).__name__}).") from None
+    return _parse_file(path, text)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_file(path: Path, text: str) -> _CredentialsFile:
+    """Parsed once per content: a cluster submission reads the file three times (the storage
+    key, the Livy password, the secrets to mask), and pure-Python YAML is slow to start."""
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.MarkedYAMLError as exc:
         # Not str(exc): PyYAML quotes the offending line, which may hold a secret.
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"The credentials file {path} is not valid YAML{where}.") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         raise ConfigError(f"The credentials file {path} cannot be read ({type(exc).__name__}).") from None
     return _validate_file(path, data)
 

@@ -9,15 +9,13 @@ import enum
 import logging
 import os
 import shutil
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .config import ProjectSettings, load_project
 from .errors import ConfigError, RunNotFound, StorageError, UnsafePathError
-from .history import RunComparison, RunIndex, RunPage, RunQuery, compare_runs, index_path, sync_index
-from .history.compare import check_count
+from .history import RunQuery
 from .metrics import MetricPoint, load_series
 from .runs import Artifact, RunRecord, RunRepository
 from .snapshot import Snapshot
@@ -28,6 +26,7 @@ from .storage.base import ProgressCallback, Store, safe_join, sha256_file
 from .storage.local import LocalStore
 
 if TYPE_CHECKING:
+    from .history import RunComparison, RunPage
     from .reproduce import RestoreResult
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt", "Rerun"]
@@ -107,6 +106,10 @@ class SparkJobs:
         """One page of runs from the local index, brought up to date with the store first
         (sparkjobs/history/sync.py says what that reads). Unreadable records are left out with
         one warning each."""
+        import sqlite3  # the index's modules load here, not on a run's start-up (history/__init__.py)
+
+        from .history import RunIndex, sync_index
+
         project = self._project_or_none(project_dir)
         repo = RunRepository(self.history_store(project))
         index = RunIndex(self.index_path(repo.store), repo.store.location)
@@ -124,10 +127,15 @@ class SparkJobs:
 
     def index_path(self, store: Store) -> Path:
         """Where the index of that store lives: a cache in sparkjobs' home, never in the project."""
+        from .history import index_path
+
         return index_path(self.home, store.location)
 
     def compare(self, project_dir: Path | None, run_ids: Sequence[str]) -> RunComparison:
         """2 to 10 runs side by side; ids may be shortened as everywhere."""
+        from .history import compare_runs
+        from .history.compare import check_count
+
         check_count(len(run_ids))
         repo = self.repository(project_dir)
         return compare_runs([repo.load(self._resolve(repo, run_id)).as_seen_now() for run_id in run_ids])
@@ -141,6 +149,8 @@ class SparkJobs:
             whole = True  # not an id at all: resolve says so
         if whole:
             return repo.resolve(run_id)
+        from .history import RunIndex, sync_index
+
         index = RunIndex(self.index_path(repo.store), repo.store.location)
         sync_index(index, repo)
         matches = [i for i in index.ids() if i.startswith(run_id) or i.endswith(run_id)]

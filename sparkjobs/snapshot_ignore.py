@@ -13,16 +13,22 @@ patterns), so patterns are limited instead, to what real ignore files use:
 - at most :data:`MAX_PATTERNS` patterns.
 
 A refused pattern is named by file and line, as is a pattern pathspec cannot parse.
+
+pathspec is imported only when the project has an ignore file: with what it pulls in (asyncio,
+typing_extensions) it costs more than the rest of a local run's start-up. The fixed exclusions
+are a few simple shapes, matched by :class:`FixedExclusions` exactly as gitignore would.
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from .errors import SnapshotError
 
-__all__ = ["IgnoreRules", "IGNORE_FILES", "MAX_PATTERNS", "MAX_WILDCARDS"]
+if TYPE_CHECKING:
+    import pathspec
+
+__all__ = ["FixedExclusions", "IgnoreRules", "IGNORE_FILES", "MAX_PATTERNS", "MAX_WILDCARDS"]
 
 IGNORE_FILES = (".amlignore", ".gitignore")
 MAX_PATTERNS = 5_000
@@ -91,6 +97,8 @@ def _read_patterns(path: Path) -> list[str]:
 
 
 def _compile(path: Path, lines: list[str]) -> pathspec.GitIgnoreSpec:
+    import pathspec  # only here: see the module's docstring
+
     try:
         return pathspec.GitIgnoreSpec.from_lines(lines)
     except ValueError:  # pathspec's GitIgnorePatternError; find the line to name
@@ -105,11 +113,42 @@ def _compile(path: Path, lines: list[str]) -> pathspec.GitIgnoreSpec:
     raise SnapshotError(f"{path} has patterns that cannot be read together.")  # pragma: no cover
 
 
+class FixedExclusions:
+    """sparkjobs' own exclusions, in the three gitignore shapes they use: ``name/`` (a folder
+    of that name at any depth), ``*.ext`` (any file or folder name with that ending) and
+    ``/path/`` (that folder under the root). Any other shape is refused: use pathspec for it."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._names: set[str] = set()
+        self._endings: list[str] = []
+        self._folders: list[str] = []
+        for pattern in patterns:
+            body = pattern.strip("/")
+            if pattern.startswith("/") and pattern.endswith("/") and body:
+                self._folders.append(body + "/")  # a path, taken literally
+            elif any(c in body for c in "?[]\\!/") or not body:
+                raise ValueError(f"not a fixed exclusion: {pattern!r}")
+            elif body.startswith("*") and "*" not in body[1:] and not pattern.endswith("/"):
+                self._endings.append(body[1:])
+            elif pattern.endswith("/") and "*" not in body:
+                self._names.add(body)
+            else:
+                raise ValueError(f"not a fixed exclusion: {pattern!r}")
+
+    def match_file(self, relative: str) -> bool:
+        """``relative`` is a POSIX path under the root; a folder's ends with ``/``."""
+        parts = relative.rstrip("/").split("/")
+        folders = parts if relative.endswith("/") else parts[:-1]
+        return (any(part in self._names for part in folders)
+                or any(part.endswith(ending) for part in parts for ending in self._endings)
+                or any(relative.startswith(folder) for folder in self._folders))
+
+
 class IgnoreRules:
     """The user's rules, plus exclusions that no ``!pattern`` in them can undo."""
 
     def __init__(self, root: Path, always_excluded: list[str]) -> None:
-        self._always = pathspec.GitIgnoreSpec.from_lines(always_excluded)
+        self._always = FixedExclusions(always_excluded)
         self._user: pathspec.GitIgnoreSpec | None = None  # no ignore file: nothing to match
         for name in IGNORE_FILES:
             path = root / name

@@ -11,13 +11,11 @@ import subprocess
 from pathlib import Path
 from typing import Mapping
 
-from packaging.version import Version
-
 from .errors import ConfigError, TargetError
 
 __all__ = ["find_spark_home", "spark_submit_path", "check_java", "read_spark_defaults", "resource_dir"]
 
-MIN_JAVA = Version("17")
+MIN_JAVA = 17  # a major version; Java names itself by one since 9 (1.8 is Java 8)
 
 
 #: The data folders sparkjobs ships, by their names in the repository, with their names inside
@@ -83,7 +81,7 @@ def check_java(environ: Mapping[str, str], cache_dir: Path) -> None:
         cached = json.loads(cache.read_text())
         if cached.get("key") == key:
             version = cached["version"]
-            if Version(version) < MIN_JAVA:
+            if int(version) < MIN_JAVA:
                 raise ConfigError(f"Java {version} at {binary} is too old: Spark needs Java 17 or newer.")
             return
     except (OSError, ValueError, KeyError):
@@ -98,7 +96,7 @@ def check_java(environ: Mapping[str, str], cache_dir: Path) -> None:
     major = match.group(1) if match.group(1) != "1" else match.group(2)  # 1.8 means Java 8
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"key": key, "version": major}))
-    if Version(major) < MIN_JAVA:
+    if int(major) < MIN_JAVA:
         raise ConfigError(f"Java {major} at {binary} is too old: Spark needs Java 17 or newer.")
 
 
