@@ -108,7 +108,7 @@ def _answers(port: int) -> bool:
 
 
 def start_azurite(
-    *, timeout: float = 30.0, attempts: int = 3, port: int | None = None, keep_in: Path | None = None
+    *, timeout: float = 60.0, attempts: int = 3, port: int | None = None, keep_in: Path | None = None
 ) -> Azurite:
     """Start an Azurite blob service and wait until it answers: in memory on a free port, or,
     with ``keep_in``, keeping its blobs in that folder so that it can be stopped and started
@@ -132,9 +132,22 @@ def start_azurite(
             if _answers(chosen):
                 return server
             time.sleep(0.1)
-        last_log = (workdir / "azurite.log").read_text(errors="replace")[-2000:]
+        last_log = (workdir / "azurite.log").read_text(errors="replace")[-2000:] + _process_state(process)
         stop_azurite(server)
     raise RuntimeError(f"Azurite did not start in {attempts} attempts of {timeout:.0f} s. Its output:\n{last_log}")
+
+
+def _process_state(process: subprocess.Popen) -> str:
+    """How the node process stood when it gave up: its exit code, or its state and what it waits on."""
+    code = process.poll()
+    if code is not None:
+        return f"\n(node exited with code {code})"
+    try:
+        stat = Path(f"/proc/{process.pid}/stat").read_text().split()
+        wchan = Path(f"/proc/{process.pid}/wchan").read_text()
+        return f"\n(node pid {process.pid} still running: state {stat[2]}, waiting in {wchan!r})"
+    except OSError as exc:
+        return f"\n(node pid {process.pid}: {exc})"
 
 
 def stop_azurite(server: Azurite, timeout: float = 3.0) -> None:
