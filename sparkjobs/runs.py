@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import RunNotFound, RunRecordError, StorageError, UnsafePathError
 from .liveness import ProcessIdentity
@@ -231,6 +231,18 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def match_run_id(run_ids: Iterable[str], wanted: str, location: str) -> str:
+    """The one run id that starts or ends with ``wanted`` (a prefix, or the random suffix).
+
+    Raises RunNotFound when none or several do."""
+    matches = [i for i in run_ids if i.startswith(wanted) or i.endswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFound(f"No run {wanted!r} in the run store at {location}.")
+    raise RunNotFound(f"{wanted!r} matches {len(matches)} runs; give more of the id.")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -319,9 +331,4 @@ class RunRepository:
             raise RunNotFound(f"{run_id_or_prefix!r} is not a run id.") from None
         if self.store.exists(self.record_key(run_id_or_prefix)):
             return run_id_or_prefix
-        matches = [i for i in self.run_ids() if i.startswith(run_id_or_prefix) or i.endswith(run_id_or_prefix)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise RunNotFound(f"No run {run_id_or_prefix!r} in the run store at {self.store.location}.")
-        raise RunNotFound(f"{run_id_or_prefix!r} matches {len(matches)} runs; give more of the id.")
+        return match_run_id(self.run_ids(), run_id_or_prefix, self.store.location)

@@ -17,7 +17,7 @@ from .config import ProjectSettings, load_project
 from .errors import ConfigError, RunNotFound, StorageError, UnsafePathError
 from .history import RunQuery
 from .metrics import MetricPoint, load_series
-from .runs import Artifact, RunRecord, RunRepository
+from .runs import Artifact, RunRecord, RunRepository, match_run_id
 from .snapshot import Snapshot
 from .spark_env import resource_dir
 from .wording import count
@@ -153,12 +153,7 @@ class SparkJobs:
 
         index = RunIndex(self.index_path(repo.store), repo.store.location)
         sync_index(index, repo)
-        matches = [i for i in index.ids() if i.startswith(run_id) or i.endswith(run_id)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise RunNotFound(f"No run {run_id!r} in the run store at {repo.store.location}.")
-        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs; give more of the id.")
+        return match_run_id(index.ids(), run_id, repo.store.location)
 
     def get_run(self, project_dir: Path | None, run_id: str) -> RunRecord:
         repo = self.repository(project_dir)
