@@ -14,6 +14,7 @@ from ..storage.uris import StorageLocation
 
 if TYPE_CHECKING:
     from ..run_inputs import RunInputs
+    from ..environments import BuiltEnvironment
 
 __all__ = ["SubmitPlan", "Outcome", "Execution", "Target", "LineSink", "JobLocations"]
 
@@ -49,6 +50,8 @@ class SubmitPlan:
     # Earlier runs' artifacts the arguments name (run:ID/outputs/x): ``args`` holds what they
     # resolved to; this keeps them as typed, for the record, and what to fetch before the start.
     inputs: "RunInputs | None" = None
+    # The run's Python dependencies, built and stored before the start; None when it declares none.
+    environment: "BuiltEnvironment | None" = None
 
 
 @dataclass(frozen=True)
