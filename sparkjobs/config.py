@@ -8,19 +8,22 @@ user fixes them all in one go instead of one per attempt.
 from __future__ import annotations
 
 import enum
-import re
-import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
+from .config_checks import (
+    Checker, Invalid, accounts, argument_vector, enum_of, environment, maven, memory, minutes, path_segment,
+    positive_int, repositories, short, string, string_map, verify,
+)
 from .config_yaml import YamlRefused, load_yaml
 from .errors import ConfigError
-from .packages import coordinate, repository
 from .wording import sentence
+from . import workbench_keys as workbench
+from .workbench_keys import ConfigNotice, Disposition
 
 __all__ = [
     "TargetType",
@@ -33,6 +36,8 @@ __all__ = [
     "load_run_settings",
     "available_runconfigs",
     "snapshot_cap_for",
+    "ConfigNotice",
+    "Disposition",
     "CONFIG_DIR",
 ]
 
@@ -44,12 +49,9 @@ CLUSTER_SNAPSHOT_CAP_MB = 1024
 DEFAULT_SHARE_DIR = "~/.sparkjobs/share/"
 #: How long a cluster batch may wait for YARN to start it before sparkjobs deletes it.
 DEFAULT_START_TIMEOUT_MINUTES = 30.0
-MAX_START_TIMEOUT_MINUTES = 7 * 24 * 60.0
-#: Linux refuses to start a process with one argument or "NAME=value" string over 128 KiB
-#: (MAX_ARG_STRLEN, the NUL included), or with all of them over ARG_MAX (usually 2 MiB, which
-#: the inherited environment and spark-submit's own arguments share).
-MAX_ARG_BYTES = 128 * 1024
-MAX_ENVIRONMENT_BYTES = 1024 * 1024
+#: Workbench's defaults when SparkDependenciesFile or CondaDependenciesFile is null.
+DEFAULT_SPARK_DEPENDENCIES = f"{CONFIG_DIR}/spark_dependencies.yml"
+DEFAULT_CONDA_DEPENDENCIES = f"{CONFIG_DIR}/conda_dependencies.yml"
 
 
 class TargetType(str, enum.Enum):
@@ -81,6 +83,9 @@ class ComputeSettings:
     verify: bool | str = True  # TLS verification, or a CA bundle path
     start_timeout_minutes: float = DEFAULT_START_TIMEOUT_MINUTES  # cluster: longest wait to start
     attach_storage: tuple[str, ...] = ()  # more storage accounts whose keys the job gets at run time
+    python_location: str | None = None  # Workbench's pythonLocation: the job's Python (None: sparkjobs')
+    spark_submit_location: str | None = None  # Workbench's sparkSubmitLocation (None: pyspark's or SPARK_HOME's)
+    user_managed_environment: bool = False  # Workbench's userManagedEnvironment: prepare no environment
 
 
 @dataclass(frozen=True)
@@ -112,183 +117,35 @@ class RunSettings:
     #: The configuration files this run was loaded from (relative POSIX paths in the project):
     #: the snapshot always keeps them, so the run can be reproduced from it.
     config_files: tuple[str, ...] = ()
+    #: What each key of those files resolved to (honoured, mapped or ignored, and why).
+    notices: tuple[ConfigNotice, ...] = ()
+    #: Workbench's CondaDependenciesFile (relative POSIX path in the project), not built yet.
+    conda_dependencies_file: str | None = None
+    #: Workbench's PrepareEnvironment: build the run's environment before it starts.
+    prepare_environment: bool = True
 
-
-# ---- a tiny schema language: key -> (checker, required) ------------------------------------
-Checker = Callable[[Any], Any]
-
-
-class _Invalid(ValueError):
-    def __init__(self, message: str, *, show_value: bool = True) -> None:
-        super().__init__(message)
-        self.show_value = show_value  # False when the value is huge or already named
-
-
-#: Values quoted in messages are cut short: a config value can be megabytes long.
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 60
-_short.maxlist = _short.maxdict = 4
-_short.maxlevel = 2
-
-
-def _string(value: Any) -> str:
-    if isinstance(value, str) and value.strip():
-        return value
-    raise _Invalid("must be a non-empty string")
-
-
-def _scalar_string(value: Any) -> str:
-    # Spark properties are strings; YAML turns 4 and true into numbers and booleans.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise _Invalid("must be a string, number or boolean")
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise _Invalid("must be a positive whole number")
-
-
-def _memory(value: Any) -> str:
-    text = _scalar_string(value).strip().lower()
-    if text[:-1].isdigit() and text[-1] in "kmgt" or text.isdigit():
-        return text
-    raise _Invalid("must look like 512m or 4g")
-
-
-def _string_list(value: Any) -> tuple[str, ...]:
-    # Strict: YAML reads 1e3, 010 and 1.50 as numbers whose str() is not what was written, so
-    # converting them would silently change an argument.
-    if not isinstance(value, list):
-        raise _Invalid("must be a list of strings")
-    for index, item in enumerate(value, 1):
-        if not isinstance(item, str):
-            raise _Invalid(
-                f"has item {index} ({_short.repr(item)}), which is not a string; put quotes around it so YAML "
-                "keeps it exactly as written"
-            )
-    return tuple(value)
-
-
-def _argument_vector(value: Any) -> tuple[str, ...]:
-    items = _string_list(value)
-    for index, item in enumerate(items, 1):
-        if "\0" in item:
-            raise _Invalid(f"has a NUL character in item {index}, which no command line can carry")
-        if len(item.encode("utf-8", "surrogatepass")) >= MAX_ARG_BYTES:
-            raise _Invalid(f"has item {index} over Linux's limit of 128 KiB for one argument", show_value=False)
-    return items
-
-
-def _path_segment(value: Any) -> str:
-    """A name that becomes one folder (shared folder, storage prefix): never a path."""
-    text = _string(value)
-    if text in (".", "..") or any(c in text for c in "/\\\0"):
-        raise _Invalid("must be a single folder name, without '/', '\\', NUL, and not '.' or '..'")
-    return text
-
-
-def _environment(value: Any) -> Mapping[str, str]:
-    env = _string_map(value)
-    problems: list[str] = []
-    total = 0
-    for name, text in env.items():
-        size = len(f"{name}={text}".encode("utf-8", "surrogatepass")) + 1
-        total += size
-        if not name or "=" in name or "\0" in name:
-            problems.append(f"has the name {_short.repr(name)}, which is empty or contains '=' or NUL")
-        elif "\0" in text:
-            problems.append(f"has a NUL character in the value of {name!r}")
-        elif size > MAX_ARG_BYTES:
-            problems.append(
-                f"has a value of {size / 1024:.0f} KiB for {name!r}, over Linux's limit of 128 KiB for one "
-                "variable; put it in a file in the project and pass its path instead"
-            )
-    if not problems and total > MAX_ENVIRONMENT_BYTES:
-        problems.append(
-            f"holds {total / 1024 / 1024:.1f} MiB in all, over sparkjobs' limit of 1 MiB (Linux starts a process only "
-            "when its arguments and environment fit in ARG_MAX, usually 2 MiB); put large values in files"
-        )
-    if problems:
-        raise _Invalid("; ".join(problems), show_value=False)
-    return env
-
-
-def _string_map(value: Any) -> Mapping[str, str]:
-    if value is None:
-        return MappingProxyType({})
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return MappingProxyType({k: _scalar_string(v) for k, v in value.items()})
-    raise _Invalid("must be a mapping of names to strings")
-
-
-def _enum(kind: type[enum.Enum]) -> Checker:
-    def check(value: Any) -> enum.Enum:
-        for member in kind:
-            if isinstance(value, str) and value.lower() == member.value.lower():
-                return member
-        raise _Invalid("must be one of " + ", ".join(m.value for m in kind))
-
-    return check
-
-
-def _minutes(value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= MAX_START_TIMEOUT_MINUTES:
-        return float(value)
-    raise _Invalid(f"must be a number of minutes above 0 and at most {MAX_START_TIMEOUT_MINUTES:.0f} (7 days)")
-
-
-def _verify(value: Any) -> bool | str:
-    if isinstance(value, (bool, str)) and value != "":
-        return value
-    raise _Invalid("must be true, false or the path of a CA bundle")
-
-
-def _maven(value: Any) -> tuple[str, ...]:
-    return _each(value, coordinate, "'group:artifact:version' strings or mappings of group, artifact and version")
-
-
-def _repositories(value: Any) -> tuple[str, ...]:
-    return _each(value, repository, "repository URLs or mappings with a url")
-
-
-def _each(value: Any, parse: Callable[[Any], str], what: str) -> tuple[str, ...]:
-    # Both sparkjobs' strings and Workbench's mappings (packages.py).
-    if not isinstance(value, list):
-        raise _Invalid(f"must be a list of {what}")
-    try:
-        return tuple(parse(item) for item in value)
-    except ValueError as exc:
-        raise _Invalid(str(exc), show_value=False) from None
-
-
-def _accounts(value: Any) -> tuple[str, ...]:
-    names = _string_list(value)
-    for name in names:
-        if not re.fullmatch(r"[a-z0-9]{3,24}", name):
-            raise _Invalid(f"entry {name!r} is not a storage account name (3-24 lowercase letters and digits)")
-    return tuple(dict.fromkeys(names))
+    @property
+    def ignored(self) -> tuple[ConfigNotice, ...]:
+        """The notices a run prints: keys accepted but without effect."""
+        return tuple(n for n in self.notices if n.disposition is Disposition.IGNORED)
 
 
 _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
-    "type": ("type", _enum(TargetType)),
-    "nativeSharedDirectory": ("native_shared_directory", _string),
-    "master": ("master", _string),
-    "deployMode": ("deploy_mode", _string),
-    "livy": ("livy", _string),
-    "username": ("username", _string),
-    "storage": ("storage", _string),
-    "driverMemory": ("driver_memory", _memory),
-    "executorMemory": ("executor_memory", _memory),
-    "numExecutors": ("num_executors", _positive_int),
-    "queue": ("queue", _string),
-    "conf": ("conf", _string_map),
-    "verify": ("verify", _verify),
-    "startTimeoutMinutes": ("start_timeout_minutes", _minutes),
-    "attachStorage": ("attach_storage", _accounts),
+    "type": ("type", enum_of(TargetType)),
+    "nativeSharedDirectory": ("native_shared_directory", string),
+    "master": ("master", string),
+    "deployMode": ("deploy_mode", string),
+    "livy": ("livy", string),
+    "username": ("username", string),
+    "storage": ("storage", string),
+    "driverMemory": ("driver_memory", memory),
+    "executorMemory": ("executor_memory", memory),
+    "numExecutors": ("num_executors", positive_int),
+    "queue": ("queue", string),
+    "conf": ("conf", string_map),
+    "verify": ("verify", verify),
+    "startTimeoutMinutes": ("start_timeout_minutes", minutes),
+    "attachStorage": ("attach_storage", accounts),
 }
 _REQUIRED_BY_TYPE = {
     TargetType.LOCAL: (),
@@ -296,22 +153,23 @@ _REQUIRED_BY_TYPE = {
     TargetType.CLUSTER: ("livy",),  # without storage, the cluster's own (targets/ambari.py)
 }
 _RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
-    "Target": ("target", _path_segment),
-    "Framework": ("framework", _enum(Framework)),
-    "ArgumentVector": ("argument_vector", _argument_vector),
-    "EnvironmentVariables": ("environment", _environment),
-    "SparkDependenciesFile": ("dependencies_file", _string),
+    "Target": ("target", path_segment),
+    "Framework": ("framework", enum_of(Framework)),
+    "ArgumentVector": ("argument_vector", argument_vector),
+    "EnvironmentVariables": ("environment", environment),
+    "SparkDependenciesFile": ("dependencies_file", string),
+    "CondaDependenciesFile": ("conda_dependencies_file", string),
 }
 _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
-    "configuration": ("configuration", _string_map),
-    "packages": ("packages", _maven),
-    "repositories": ("repositories", _repositories),
+    "configuration": ("configuration", string_map),
+    "packages": ("packages", maven),
+    "repositories": ("repositories", repositories),
 }
 _PROJECT_KEYS: dict[str, tuple[str, Checker]] = {
-    "name": ("name", _path_segment),
-    "workspace": ("workspace", _path_segment),
-    "history": ("history", _string),
-    "snapshotCapMB": ("snapshot_cap_mb", _positive_int),
+    "name": ("name", path_segment),
+    "workspace": ("workspace", path_segment),
+    "history": ("history", string),
+    "snapshotCapMB": ("snapshot_cap_mb", positive_int),
 }
 
 
@@ -356,25 +214,62 @@ def _read_yaml(path: Path, problems: _Problems, named_by: str = "") -> dict[str,
     return data
 
 
-def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checker]], problems: _Problems) -> dict[str, Any]:
+def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checker]], problems: _Problems,
+           handled: tuple[str, ...] = (), notices: list[ConfigNotice] | None = None, root: Path | None = None
+           ) -> dict[str, Any]:
+    """Check ``data`` against ``schema``; ``handled`` keys are Workbench's, read elsewhere
+    (workbench_keys.py). Each schema key present adds an honoured notice to ``notices``."""
     values: dict[str, Any] = {}
     for key, raw in data.items():
+        if key in handled:
+            continue
         if key not in schema:
-            import difflib  # only for a typo, so every run does not pay for loading it
-
-            close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(schema)}"
-            problems.add(path, f"unknown key '{key}'{hint}")
+            problems.add(path, f"unknown key '{key}'{_hint(str(key), schema, handled)}")
             continue
         attribute, checker = schema[key]
         if raw is None:
             continue
         try:
             values[attribute] = checker(raw)
-        except _Invalid as exc:
-            shown = f" (got {_short.repr(raw)})" if exc.show_value else ""
+        except Invalid as exc:
+            shown = f" (got {short.repr(raw)})" if exc.show_value else ""
             problems.add(path, f"key '{key}' {exc}{shown}")
+            continue
+        if notices is not None and root is not None:
+            notices.append(ConfigNotice(_relative(path, root), key, Disposition.HONOURED, _shown(values[attribute])))
     return values
+
+
+def _hint(key: str, schema: Mapping[str, Any], handled: tuple[str, ...]) -> str:
+    """A typo's likely meaning; a real Workbench key of another file is named as such, never
+    "corrected" into a different real key (CondaDependenciesFile is not SparkDependenciesFile)."""
+    elsewhere = workbench.other_file_of(key)
+    if elsewhere:
+        return f"; '{key}' is a Workbench key for {elsewhere}"
+    import difflib  # only for a typo, so every run does not pay for loading it
+
+    known = [*schema, *handled]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _shown(value: Any) -> str:
+    """A resolved value as config check shows it: a mapping by its names only (environment
+    values are the user's business, and could be long)."""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, Mapping):
+        return "names: " + (", ".join(value) if value else "none")
+    if isinstance(value, tuple):
+        return " ".join(value)
+    return str(value)
 
 
 def snapshot_cap_for(settings: "RunSettings") -> int:
@@ -418,10 +313,11 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
     project = load_project(root, environ)
     config_dir = project.root / CONFIG_DIR
     try:
-        _path_segment(name)
-    except _Invalid:
+        path_segment(name)
+    except Invalid:
         raise ConfigError(f"The run configuration name {name!r} must be a plain name such as 'local', not a path.") from None
     problems = _Problems()
+    notices: list[ConfigNotice] = []
     runconfig_path = config_dir / f"{name}.runconfig"
     used = [runconfig_path, config_dir / "project.yml"]
     if not runconfig_path.exists():
@@ -429,55 +325,107 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         hint = f" Available: {', '.join(known)}." if known else " Run 'sparkjobs init' to create aml_config/."
         raise ConfigError(f"No run configuration '{name}': {runconfig_path} does not exist.{hint}")
     data = _read_yaml(runconfig_path, problems)
-    run_values = _check(runconfig_path, data, _RUNCONFIG_KEYS, problems) if data is not None else {}
-    if data is not None and "Target" not in data:
-        problems.add(runconfig_path, "key 'Target' is required (the name of a .compute file)")
+    run_values: dict[str, Any] = {}
+    if data is not None:
+        run_values = _check(runconfig_path, data, _RUNCONFIG_KEYS, problems, workbench.RUNCONFIG_KEYS, notices, project.root)
+        extra, found = workbench.runconfig_keys(_relative(runconfig_path, project.root), data,
+                                                lambda message: problems.add(runconfig_path, message))
+        run_values.update(extra)
+        notices += found
+        if data.get("Target") is None:
+            problems.add(runconfig_path, "key 'Target' is required (the name of a .compute file)")
 
     compute = None
     target = run_values.pop("target", None)
     if target:
         named_by = f"key 'Target' in {runconfig_path.name}"
-        compute = _load_compute(config_dir / f"{target}.compute", target, problems, named_by)
+        compute = _load_compute(config_dir / f"{target}.compute", target, problems, named_by, environ, notices)
         used.append(config_dir / f"{target}.compute")
 
     dependencies = SparkDependencies()
-    deps_file = run_values.pop("dependencies_file", None)
-    if deps_file:
-        deps_path = (project.root / deps_file).resolve()
-        if project.root not in deps_path.parents:
-            problems.add(runconfig_path, f"key 'SparkDependenciesFile' points outside the project ({deps_file})")
-        else:
-            deps_data = _read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
-            used.append(deps_path)
-            if deps_data is not None:
-                file = deps_path.relative_to(project.root).as_posix()
-                dependencies = SparkDependencies(**_check(deps_path, deps_data, _DEPENDENCY_KEYS, problems), file=file)
+    deps_path = _named_file(project.root, runconfig_path, data, "SparkDependenciesFile", DEFAULT_SPARK_DEPENDENCIES,
+                            problems, notices)
+    if deps_path is not None:
+        deps_data = _read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
+        used.append(deps_path)
+        if deps_data is not None:
+            file = deps_path.relative_to(project.root).as_posix()
+            checked = _check(deps_path, deps_data, _DEPENDENCY_KEYS, problems, (), notices, project.root)
+            dependencies = SparkDependencies(**checked, file=file)
+    run_values.pop("dependencies_file", None)
+    run_values.pop("conda_dependencies_file", None)
+    conda_path = _named_file(project.root, runconfig_path, data, "CondaDependenciesFile", DEFAULT_CONDA_DEPENDENCIES,
+                             problems, notices)
+    if conda_path is not None:
+        used.append(conda_path)
+        run_values["conda_dependencies_file"] = conda_path.relative_to(project.root).as_posix()
+        if not conda_path.is_file():
+            problems.add(conda_path, f"file not found (named by key 'CondaDependenciesFile' in {runconfig_path.name})")
 
     argv = run_values.get("argument_vector")
     if argv is not None and not argv:
         problems.add(runconfig_path, "key 'ArgumentVector' must not be empty; use [\"$file\"]")
     problems.raise_if_any()
     assert compute is not None
+    if compute.user_managed_environment:
+        run_values["prepare_environment"] = False
     config_files = tuple(sorted({p.relative_to(project.root).as_posix() for p in used if p.is_file()}))
-    return RunSettings(
-        name=name, project=project, compute=compute, dependencies=dependencies, config_files=config_files, **run_values
-    )
+    return RunSettings(name=name, project=project, compute=compute, dependencies=dependencies, config_files=config_files,
+                       notices=tuple(notices), **run_values)
 
 
-def _load_compute(path: Path, name: str, problems: _Problems, named_by: str) -> ComputeSettings | None:
+def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key: str, default: str,
+                problems: _Problems, notices: list[ConfigNotice]) -> Path | None:
+    """The file a runconfig key names, inside the project. Null means Workbench's default file
+    (used when it exists); a missing key means none."""
+    if not data or key not in data:
+        return None
+    named = data[key]
+    file = _relative(runconfig, root)
+    if named is None:
+        if not (root / default).is_file():
+            return None
+        notices.append(ConfigNotice(file, key, Disposition.MAPPED, f"null means Workbench's default, {default}"))
+        return root / default
+    if not isinstance(named, str):
+        return None  # reported by the schema check
+    path = (root / named).resolve()
+    if root not in path.parents:
+        problems.add(runconfig, f"key '{key}' points outside the project ({named})")
+        return None
+    if key == "CondaDependenciesFile":  # replaces the honoured notice the schema check gave
+        notices[:] = [n for n in notices if not (n.file == file and n.key == key)]
+        notices.append(ConfigNotice(file, key, Disposition.IGNORED,
+                                    "sparkjobs does not build conda environments yet; install the packages "
+                                    "in the Python that runs the job"))
+    return path
+
+
+def _load_compute(path: Path, name: str, problems: _Problems, named_by: str, environ: Mapping[str, str],
+                  notices: list[ConfigNotice]) -> ComputeSettings | None:
     data = _read_yaml(path, problems, named_by)
     if data is None:
         return None
-    values = _check(path, data, _COMPUTE_KEYS, problems)
+    root = path.parent.parent
+    file = _relative(path, root)
+    raw_type = data.get("type")
+    if isinstance(raw_type, str) and raw_type.strip().lower() in workbench.UNSUPPORTED_TYPES:
+        problems.add(path, workbench.refused_type(file, name, raw_type.strip().lower(), data))
+        return None
+    values = _check(path, data, _COMPUTE_KEYS, problems, workbench.COMPUTE_KEYS, notices, root)
     kind = values.get("type")
-    if "type" not in data:
+    if raw_type is None:
         problems.add(path, "key 'type' is required (local, spark or cluster)")
         return None
     if kind is None:
         return None
+    extra, found = workbench.compute_keys(file, kind.value, data, environ, lambda message: problems.add(path, message))
+    values.update(extra)
+    notices += found
     for key in _REQUIRED_BY_TYPE[kind]:
-        if key not in data:
-            problems.add(path, f"key '{key}' is required for type '{kind.value}'")
+        if key not in values:
+            also = " (or 'address', the cluster's SSH address)" if key == "livy" else ""
+            problems.add(path, f"key '{key}' is required for type '{kind.value}'{also}")
     if kind is TargetType.SPARK and "master" in values and not values["master"].startswith(("spark://", "local", "yarn", "k8s://")):
         problems.add(path, f"key 'master' must be a Spark master URL such as spark://HOST:7077 (got {values['master']!r})")
     if kind is TargetType.CLUSTER and "livy" in values and not values["livy"].startswith(("http://", "https://")):
