@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the final run record as JSON (the job's output goes to stderr)")
     run.add_argument("--detach", action="store_true", help="submit and return at once (cluster targets)")
     run.add_argument("--dry-run", action="store_true", help="print what would be submitted, with secrets as ***")
+    run.add_argument("-q", "--quiet", action="store_true", help="do not print the notices about configuration keys "
+                     "sparkjobs accepts but ignores (see 'sparkjobs config check')")
     run.add_argument("script", nargs="?", metavar="SCRIPT",
                      help="the script, relative to the current folder (or to the project, when run from outside it)")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the script")
@@ -143,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", parents=[common], help="create aml_config/ from the template")
     init.add_argument("--force", action="store_true",
                       help="overwrite existing template files, and create a project inside another")
+    init.add_argument("--from-docker", metavar="NAME", help="replace Workbench's Docker target aml_config/NAME.compute "
+                      "with the local (or spark) target that runs the same job")
+
+    config = _group(commands, "config", "the run configurations", common)
+    check = config.add_parser("check", parents=[common], help="what a run configuration resolves to: each key of each "
+                              "file, and whether sparkjobs honours, maps or ignores it")
+    check.add_argument("-c", "--config", required=True, metavar="NAME", help="run configuration: aml_config/NAME.runconfig")
+    check.add_argument("--json", action="store_true", help="print the keys as JSON")
     return parser
 
 
@@ -159,6 +169,7 @@ def _add_reproduce(commands: argparse._SubParsersAction, common: argparse.Argume
                        help="a run configuration of the stored snapshot (default: the one the run used)")
     rerun.add_argument("--json", action="store_true", help="print the final run record as JSON (the job's output goes to stderr)")
     rerun.add_argument("--detach", action="store_true", help="submit and return at once (cluster targets)")
+    rerun.add_argument("-q", "--quiet", action="store_true", help="do not print the notices about ignored configuration keys")
     rerun.set_defaults(new_args=None)
     restore = commands.add_parser("restore", parents=[common], help="write an earlier run's stored snapshot out as files")
     restore.add_argument("run_id", metavar="RUN_ID", help="the run's id, a unique prefix of it, or its random suffix")

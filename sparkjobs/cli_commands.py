@@ -19,7 +19,7 @@ from .textsafe import terminal_safe
 from .wording import count, sentence, size
 
 __all__ = ["run", "rerun", "restore", "init", "ui", "runs_list", "runs_compare", "runs_show", "runs_attach",
-           "runs_recover", "artifacts_download", "quiet_stdout"]
+           "runs_recover", "artifacts_download", "config_check", "quiet_stdout"]
 
 
 def quiet_stdout() -> None:
@@ -84,7 +84,7 @@ def _say(text: str) -> None:
         pass
 
 
-def _observer(as_json: bool) -> RunObserver:
+def _observer(as_json: bool, quiet: bool = False) -> RunObserver:
     # With --json, stdout carries only the record; the job's output goes to stderr.
     out = sys.stderr if as_json else sys.stdout
 
@@ -94,6 +94,7 @@ def _observer(as_json: bool) -> RunObserver:
     return RunObserver(
         on_line=line,
         on_event=lambda message: _say(f"sparkjobs: {message}"),
+        on_notice=(lambda notice: None) if quiet else (lambda notice: _say(f"sparkjobs: {notice.line()}")),
         on_interrupt=_ask_kill_or_detach,
         progress=terminal_progress,
     )
@@ -138,12 +139,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(service.describe_run(request), indent=2))
         return 0
-    return _report(service.run(request, _observer(args.json)), args.json)
+    return _report(service.run(request, _observer(args.json, args.quiet)), args.json)
 
 
 def rerun(args: argparse.Namespace) -> int:
     record = SparkJobs().rerun(_project(args), args.run_id, config=args.config, args=args.new_args, detach=args.detach,
-                               observer=_observer(args.json))
+                               observer=_observer(args.json, args.quiet))
     return _report(record, args.json)
 
 
@@ -154,6 +155,10 @@ def restore(args: argparse.Namespace) -> int:
 
 
 def init(args: argparse.Namespace) -> int:
+    if args.from_docker:
+        written = SparkJobs().convert_docker_compute(_required_project(args), args.from_docker)
+        print(f"wrote {written}")
+        return 0
     created = SparkJobs().init_project(args.project or Path.cwd(), force=args.force)
     for path in created:
         print(f"created {path}")
@@ -177,6 +182,12 @@ def runs_list(args: argparse.Namespace) -> int:
         return 0
     print_runs(records, query.sort)
     return 0
+
+
+def config_check(args: argparse.Namespace) -> int:
+    from .cli_config import config_check
+
+    return config_check(SparkJobs().check_config(_required_project(args), args.config), args.json)
 
 
 def runs_compare(args: argparse.Namespace) -> int:

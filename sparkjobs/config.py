@@ -23,6 +23,7 @@ from .config_yaml import YamlRefused, load_yaml
 from .errors import ConfigError
 from .wording import sentence
 from . import workbench_keys as workbench
+from .workbench_docker import refused_type
 from .workbench_keys import ConfigNotice, Disposition
 
 __all__ = [
@@ -227,7 +228,9 @@ def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checke
             problems.add(path, f"unknown key '{key}'{_hint(str(key), schema, handled)}")
             continue
         attribute, checker = schema[key]
-        if raw is None:
+        if raw is None:  # Workbench writes null for "the default"
+            if notices is not None and root is not None:
+                notices.append(ConfigNotice(_relative(path, root), key, Disposition.HONOURED, "null: the default"))
             continue
         try:
             values[attribute] = checker(raw)
@@ -268,7 +271,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, Mapping):
         return "names: " + (", ".join(value) if value else "none")
     if isinstance(value, tuple):
-        return " ".join(value)
+        return " ".join(value) or "none"
     return str(value)
 
 
@@ -371,7 +374,13 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         run_values["prepare_environment"] = False
     config_files = tuple(sorted({p.relative_to(project.root).as_posix() for p in used if p.is_file()}))
     return RunSettings(name=name, project=project, compute=compute, dependencies=dependencies, config_files=config_files,
-                       notices=tuple(notices), **run_values)
+                       notices=_last_per_key(notices), **run_values)
+
+
+def _last_per_key(notices: list[ConfigNotice]) -> tuple[ConfigNotice, ...]:
+    """One notice per key of each file: a Workbench reading (workbench_keys.py) comes after,
+    and replaces, the schema check's."""
+    return tuple({(n.file, n.key): n for n in notices}.values())
 
 
 def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key: str, default: str,
@@ -393,8 +402,7 @@ def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key
     if root not in path.parents:
         problems.add(runconfig, f"key '{key}' points outside the project ({named})")
         return None
-    if key == "CondaDependenciesFile":  # replaces the honoured notice the schema check gave
-        notices[:] = [n for n in notices if not (n.file == file and n.key == key)]
+    if key == "CondaDependenciesFile":
         notices.append(ConfigNotice(file, key, Disposition.IGNORED,
                                     "sparkjobs does not build conda environments yet; install the packages "
                                     "in the Python that runs the job"))
@@ -410,7 +418,7 @@ def _load_compute(path: Path, name: str, problems: _Problems, named_by: str, env
     file = _relative(path, root)
     raw_type = data.get("type")
     if isinstance(raw_type, str) and raw_type.strip().lower() in workbench.UNSUPPORTED_TYPES:
-        problems.add(path, workbench.refused_type(file, name, raw_type.strip().lower(), data))
+        problems.add(path, refused_type(file, name, raw_type.strip().lower(), data))
         return None
     values = _check(path, data, _COMPUTE_KEYS, problems, workbench.COMPUTE_KEYS, notices, root)
     kind = values.get("type")

@@ -83,6 +83,8 @@ def merged_spark_conf(settings: RunSettings) -> dict[str, str]:
     conf = read_spark_defaults(resource_dir("spark-conf") / f"{settings.compute.type.value}.conf")
     conf.update(settings.dependencies.configuration)
     conf.update(settings.compute.conf)
+    if settings.compute.python_location:  # Workbench's pythonLocation, unless conf names one itself
+        conf.setdefault("spark.pyspark.python", settings.compute.python_location)
     leaked = sorted(k for k in conf if _SECRET_KEY.search(k))
     if leaked:
         raise ConfigError(
@@ -131,6 +133,8 @@ def _save_snapshot(service: "SparkJobs", repo: RunRepository, snapshot: Snapshot
 
 def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, Target]:
     settings = load_run_settings(request.project_dir, request.config, service.environ)
+    for notice in settings.ignored:  # prepare runs once per run, so each is said once
+        observer.on_notice(notice)
     if request.rerun is None:
         named = _named_script(settings.project.root, request.script_base, request.script)
         script, args = resolve_argv(settings, named, request.args)

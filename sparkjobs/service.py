@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-from .config import ProjectSettings, load_project
+from .config import ConfigNotice, ProjectSettings, RunSettings, load_project, load_run_settings
 from .errors import ConfigError, RunNotFound, StorageError, UnsafePathError
 from .history import RunQuery
 from .metrics import MetricPoint, load_series
@@ -45,6 +45,8 @@ class RunObserver:
 
     on_line: Callable[[str], None] = lambda line: None
     on_event: Callable[[str], None] = lambda message: None
+    #: Once per run, each configuration key accepted but ignored (ConfigNotice).
+    on_notice: Callable[["ConfigNotice"], None] = lambda notice: None
     on_interrupt: Callable[[], str] = lambda: Interrupt.KILL
     progress: Callable[[str, int], ProgressCallback | None] = lambda label, total: None
 
@@ -253,6 +255,13 @@ class SparkJobs:
             created.append(dest / source.name)
         return created
 
+    def convert_docker_compute(self, project_dir: Path, name: str) -> Path:
+        """Replace Workbench's Docker target aml_config/NAME.compute with the local (or spark)
+        target that runs the same job; returns the file written."""
+        from .workbench_docker import write_docker_equivalent
+
+        return write_docker_equivalent(Path(project_dir) / "aml_config", name)
+
     # ---- run -------------------------------------------------------------------------------
     def run(self, request: RunRequest, observer: RunObserver | None = None) -> RunRecord:
         from .run_flow import execute_run  # kept apart so this module stays a readable index
@@ -275,9 +284,15 @@ class SparkJobs:
             "inputs": list(plan.inputs.records) if plan.inputs else [],
             "env": dict(plan.env),
             "spark_conf": dict(plan.spark_conf),
+            "notices": [notice.to_json() for notice in plan.settings.ignored],
             "hadoop_secrets": {key: "***" for key in plan.hadoop_secrets},
             "submit": target.describe(plan),
         }
+
+    def check_config(self, project_dir: Path, name: str) -> RunSettings:
+        """What run configuration ``name`` resolves to, every key's notice included; nothing
+        runs. Raises ConfigError as a run would."""
+        return load_run_settings(project_dir, name, self.environ)
 
     # ---- reproduce (issue 10) ---------------------------------------------------------------
     def rerun(self, project_dir: Path | None, run_id: str, *, config: str | None = None,

@@ -9,13 +9,11 @@ run settings: a run prints the ignored ones once (``--quiet`` silences them), an
 
 Two things are refused, each with what to do instead: a password in a ``.compute`` file (the
 project, aml_config/ included, is copied into every snapshot), and Workbench's Docker and
-remote-VM targets, which sparkjobs does not run (:func:`docker_equivalent` writes the local or
-spark target that runs the same job).
+remote-VM targets, which sparkjobs does not run (workbench_docker.py).
 """
 from __future__ import annotations
 
 import enum
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from urllib.parse import urlsplit
 from .config_checks import Invalid, boolean, string
 
 __all__ = ["Disposition", "ConfigNotice", "RUNCONFIG_KEYS", "COMPUTE_KEYS", "DOCKER_TYPES", "UNSUPPORTED_TYPES",
-           "runconfig_keys", "compute_keys", "livy_from_address", "refused_type", "docker_equivalent", "other_file_of"]
+           "runconfig_keys", "compute_keys", "livy_from_address", "other_file_of"]
 
 
 class Disposition(str, enum.Enum):
@@ -230,31 +228,3 @@ def _deploy_mode(data: Mapping[str, Any], kind: str, values: dict[str, Any], not
     else:
         values["deploy_mode"] = mode
         note("yarnDeployMode", Disposition.MAPPED, f"spark-submit's deploy mode is {mode}")
-
-
-def refused_type(file: str, name: str, kind: str, data: Mapping[str, Any]) -> str:
-    """Why a Workbench Docker or remote-VM target does not run here, and what to use instead."""
-    what = "Docker" if kind in DOCKER_TYPES else "remote-VM"
-    pasted = "\n".join(f"    {line}" for line in docker_equivalent(name, kind, data).splitlines() if not line.startswith("#"))
-    return (
-        f"type '{kind}' is a Workbench {what} target, which sparkjobs does not run. The same job runs with this "
-        f"{file} instead:\n{pasted}\n  Run 'sparkjobs init --from-docker {name}' to write it"
-    )
-
-
-def docker_equivalent(name: str, kind: str, data: Mapping[str, Any]) -> str:
-    """The local (or, for a remote machine, spark) compute file that runs what the Workbench
-    Docker target ran: Spark in local mode, as Workbench's mmlspark image did."""
-    lines = [f"# Written by 'sparkjobs init --from-docker {name}' in place of Workbench's '{kind}' target",
-             f"# (baseDockerImage {data.get('baseDockerImage') or 'default'}): sparkjobs runs Spark without Docker."]
-    address = data.get("address")
-    if kind in ("remotedocker", "remote") and isinstance(address, str) and address.strip():
-        host = (urlsplit(address).hostname if "://" in address else address.split(":")[0]) or address
-        lines += ["# A Spark standalone master must run on that machine (start-master.sh).", "type: spark",
-                  f"master: {json.dumps(f'spark://{host}:7077')}"]
-    else:
-        lines += ["type: local", "master: local[*]"]
-    share = data.get("nativeSharedDirectory")
-    if isinstance(share, str) and share.strip():
-        lines.append(f"nativeSharedDirectory: {json.dumps(share.strip())}")  # JSON strings are YAML
-    return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Mapping
@@ -32,6 +33,23 @@ def package_resolution(settings: RunSettings) -> PackageResolution | None:
         return None
     deps = settings.dependencies
     return PackageResolution.of(deps.packages, deps.file, "this machine")
+
+
+def job_python(plan: SubmitPlan) -> str:
+    """The Python that runs the job: the compute's pythonLocation, else sparkjobs' own."""
+    return plan.settings.compute.python_location or sys.executable
+
+
+def spark_submit_of(plan: SubmitPlan, environ: Mapping[str, str]) -> str:
+    """The compute's sparkSubmitLocation, else the spark-submit of SPARK_HOME or pyspark."""
+    return plan.settings.compute.spark_submit_location or str(spark_submit_path(environ))
+
+
+def pyspark_submit_args(plan: SubmitPlan) -> str:
+    """spark_submit_argv's options as PYSPARK_SUBMIT_ARGS, which pyspark reads (shlex-split)
+    when a plain Python script starts a SparkSession."""
+    argv = spark_submit_argv(plan, "", plan.settings.compute.master, Path(), "")[1:-2]
+    return " ".join(shlex.quote(item) for item in argv + ["pyspark-shell"])
 
 
 def write_private_json(path: Path, value: object) -> None:
@@ -126,8 +144,15 @@ class LocalTarget(Target):
         from ..bootstrap import WORKBENCH_PATH
 
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(WORKBENCH_PATH)]))
-        env.setdefault("PYSPARK_PYTHON", sys.executable)
-        env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        python = job_python(plan)
+        if plan.settings.compute.python_location:  # the compute's pythonLocation wins
+            env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python
+        env.setdefault("PYSPARK_PYTHON", python)
+        env.setdefault("PYSPARK_DRIVER_PYTHON", python)
+        if plan.settings.framework is Framework.PYTHON:
+            # Plain Python: a script that starts a SparkSession gets the run's Spark settings
+            # through pyspark's own launcher, as spark-submit would have passed them.
+            env["PYSPARK_SUBMIT_ARGS"] = pyspark_submit_args(plan)
         if plan.settings.compute.master.startswith("local"):
             # A local job needs no network: bind Spark to the loopback interface only.
             env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -137,8 +162,8 @@ class LocalTarget(Target):
         from ..bootstrap import BOOTSTRAP_PATH
 
         if plan.settings.framework is Framework.PYTHON:
-            return [sys.executable, str(BOOTSTRAP_PATH), str(launch)]
-        submit = str(spark_submit_path(self._environ))
+            return [job_python(plan), str(BOOTSTRAP_PATH), str(launch)]
+        submit = spark_submit_of(plan, self._environ)
         return spark_submit_argv(plan, submit, plan.settings.compute.master, BOOTSTRAP_PATH, str(launch))
 
     def submit(self, plan: SubmitPlan) -> Execution:
@@ -153,4 +178,7 @@ class LocalTarget(Target):
         )
 
     def describe(self, plan: SubmitPlan) -> dict:
-        return {"argv": self.argv(plan, plan.workdir / "launch.json"), "cwd": str(plan.workdir / SNAPSHOT_DIR)}
+        described = {"argv": self.argv(plan, plan.workdir / "launch.json"), "cwd": str(plan.workdir / SNAPSHOT_DIR)}
+        if plan.settings.framework is Framework.PYTHON:  # where spark_conf goes, for a script that starts Spark
+            described["env"] = {"PYSPARK_SUBMIT_ARGS": pyspark_submit_args(plan)}
+        return described

@@ -49,12 +49,11 @@ from ..credentials import (
 from ..errors import ConfigError
 from ..packages import PackageResolution
 from ..snapshot import Snapshot
-from ..spark_env import spark_submit_path
 from ..storage.base import Store
 from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
 from .base import Execution, JobLocations, Outcome, SubmitPlan
-from .local import LocalTarget, package_resolution, spark_submit_argv
+from .local import LocalTarget, package_resolution, spark_submit_argv, spark_submit_of
 from .submit_process import EXIT_FILE, ProcessExecution
 
 __all__ = ["SparkClusterTarget", "snapshot_zip_path", "write_snapshot_zip"]
@@ -189,7 +188,8 @@ class SparkClusterTarget(LocalTarget):
 
     def process_env(self, plan: SubmitPlan) -> dict[str, str]:
         env = super().process_env(plan)
-        if "PYSPARK_PYTHON" not in self._environ and "PYSPARK_PYTHON" not in plan.env:
+        keep = plan.settings.compute.python_location or "PYSPARK_PYTHON" in self._environ or "PYSPARK_PYTHON" in plan.env
+        if not keep:
             del env["PYSPARK_PYTHON"]  # this machine's interpreter path means nothing on a worker
         return env
 
@@ -202,7 +202,7 @@ class SparkClusterTarget(LocalTarget):
             extra += ["--driver-memory", compute.driver_memory]
         if compute.executor_memory:
             extra += ["--executor-memory", compute.executor_memory]
-        submit = str(spark_submit_path(self._environ))
+        submit = spark_submit_of(plan, self._environ)
         return spark_submit_argv(plan, submit, compute.master, BOOTSTRAP_PATH, str(launch), extra=extra)
 
     def submit(self, plan: SubmitPlan) -> Execution:
