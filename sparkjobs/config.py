@@ -391,21 +391,21 @@ def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key
         return None
     named = data[key]
     file = _relative(runconfig, root)
-    if named is None:
-        if not (root / default).is_file():
-            return None
-        notices.append(ConfigNotice(file, key, Disposition.MAPPED, f"null means Workbench's default, {default}"))
-        return root / default
-    if not isinstance(named, str):
+    if named is None and not (root / default).is_file():
+        return None
+    if named is not None and not isinstance(named, str):
         return None  # reported by the schema check
-    path = (root / named).resolve()
+    path = (root / (named or default)).resolve()
     if root not in path.parents:
         problems.add(runconfig, f"key '{key}' points outside the project ({named})")
         return None
+    shown = f"null means Workbench's default, {default}; " if named is None else ""
     if key == "CondaDependenciesFile":
         notices.append(ConfigNotice(file, key, Disposition.IGNORED,
-                                    "sparkjobs does not build conda environments yet; install the packages "
+                                    f"{shown}sparkjobs does not build conda environments yet; install the packages "
                                     "in the Python that runs the job"))
+    elif named is None:
+        notices.append(ConfigNotice(file, key, Disposition.MAPPED, shown.rstrip("; ")))
     return path
 
 
