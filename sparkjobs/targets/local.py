@@ -69,7 +69,9 @@ def spark_submit_argv(
     extra: list[str] | None = None,
 ) -> list[str]:
     deps = plan.settings.dependencies
-    argv = [spark_submit, "--master", master, "--name", f"sparkjobs-{plan.run_id}"]
+    # Workbench's spark_dependencies.yml names the application with spark.app.name; --name would override it.
+    name = plan.spark_conf.get("spark.app.name") or f"sparkjobs-{plan.run_id}"
+    argv = [spark_submit, "--master", master, "--name", name]
     for key, value in with_quiet_driver_log(plan.spark_conf).items():
         argv += ["--conf", f"{key}={value}"]
     if deps.packages:
