@@ -132,6 +132,12 @@ NOT_RUN: dict[str, str] = {
     "python bench/hdi_end_latency.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/hdi_whole_run.py": "a benchmark on HDInsight in a box, not a check",
     "bash bench/history": "a benchmark that takes many minutes (it writes 10,000 runs), not a check",
+    "sparkjobs config check -c local": "needs a Workbench project: tests/test_workbench_config.py runs it on "
+        "tests/workbench_projects/iris",
+    "sparkjobs config check -c local --json": "tests/test_workbench_config.py runs it on every fixture run configuration",
+    "sparkjobs run -c local script.py": "a Workbench project's script, named in a sentence; tests/test_workbench_runs.py "
+        "runs tests/workbench_projects/iris this way, unedited",
+    "sparkjobs init --from-docker docker": "tests/test_workbench_config.py runs it on the fixture's Docker target",
 }
 
 
