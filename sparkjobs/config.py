@@ -1,28 +1,31 @@
 """Load and validate ``aml_config/`` into frozen settings, at the edge.
 
 Key names follow Azure ML Workbench where they apply (``Target``, ``Framework``,
-``ArgumentVector``, ``EnvironmentVariables``, ``SparkDependenciesFile``, ``nativeSharedDirectory``).
-Every problem found is collected and reported in one ``ConfigError`` naming file and key, so a
+``ArgumentVector``, ``EnvironmentVariables``, ``SparkDependenciesFile``, ``nativeSharedDirectory``);
+Workbench's other keys are read by workbench_keys.py, and every key becomes a ConfigNotice on the
+settings (config_models.py). Every problem found is collected and reported in one ``ConfigError`` naming file and key, so a
 user fixes them all in one go instead of one per attempt.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Mapping
 
 import yaml
 
+from . import workbench_keys as workbench
 from .config_checks import (
     Checker, Invalid, accounts, argument_vector, enum_of, environment, maven, memory, minutes, path_segment,
     positive_int, repositories, short, string, string_map, verify,
 )
+from .config_models import (  # re-exported: the settings are imported from here
+    DEFAULT_SHARE_DIR, DEFAULT_START_TIMEOUT_MINUTES, ComputeSettings, Framework, ProjectSettings, RunSettings,
+    SparkDependencies, TargetType,
+)
 from .config_yaml import YamlRefused, load_yaml
 from .errors import ConfigError
 from .wording import sentence
-from . import workbench_keys as workbench
 from .workbench_docker import refused_type
 from .workbench_keys import ConfigNotice, Disposition
 
@@ -40,6 +43,8 @@ __all__ = [
     "ConfigNotice",
     "Disposition",
     "CONFIG_DIR",
+    "DEFAULT_SHARE_DIR",
+    "DEFAULT_START_TIMEOUT_MINUTES",
 ]
 
 CONFIG_DIR = "aml_config"
@@ -47,88 +52,9 @@ DEFAULT_SNAPSHOT_CAP_MB = 25
 #: Cluster runs read code from content-addressed storage, so an unchanged 200 MB project costs
 #: nothing to resubmit; local runs copy the whole snapshot every time, so Workbench's 25 MB stays.
 CLUSTER_SNAPSHOT_CAP_MB = 1024
-DEFAULT_SHARE_DIR = "~/.sparkjobs/share/"
-#: How long a cluster batch may wait for YARN to start it before sparkjobs deletes it.
-DEFAULT_START_TIMEOUT_MINUTES = 30.0
 #: Workbench's defaults when SparkDependenciesFile or CondaDependenciesFile is null.
 DEFAULT_SPARK_DEPENDENCIES = f"{CONFIG_DIR}/spark_dependencies.yml"
 DEFAULT_CONDA_DEPENDENCIES = f"{CONFIG_DIR}/conda_dependencies.yml"
-
-
-class TargetType(str, enum.Enum):
-    LOCAL = "local"
-    SPARK = "spark"
-    CLUSTER = "cluster"
-
-
-class Framework(str, enum.Enum):
-    PYSPARK = "PySpark"
-    PYTHON = "Python"
-
-
-@dataclass(frozen=True)
-class ComputeSettings:
-    name: str
-    type: TargetType
-    native_shared_directory: str = DEFAULT_SHARE_DIR
-    master: str = "local[*]"
-    deploy_mode: str = "client"
-    livy: str | None = None
-    username: str | None = None
-    storage: str | None = None
-    driver_memory: str | None = None
-    executor_memory: str | None = None
-    num_executors: int | None = None
-    queue: str | None = None
-    conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    verify: bool | str = True  # TLS verification, or a CA bundle path
-    start_timeout_minutes: float = DEFAULT_START_TIMEOUT_MINUTES  # cluster: longest wait to start
-    attach_storage: tuple[str, ...] = ()  # more storage accounts whose keys the job gets at run time
-    python_location: str | None = None  # Workbench's pythonLocation: the job's Python (None: sparkjobs')
-    spark_submit_location: str | None = None  # Workbench's sparkSubmitLocation (None: pyspark's or SPARK_HOME's)
-    user_managed_environment: bool = False  # Workbench's userManagedEnvironment: prepare no environment
-
-
-@dataclass(frozen=True)
-class SparkDependencies:
-    configuration: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    packages: tuple[str, ...] = ()
-    repositories: tuple[str, ...] = ()
-    file: str = ""  # the dependencies file, relative to the project, for messages
-
-
-@dataclass(frozen=True)
-class ProjectSettings:
-    root: Path
-    name: str
-    workspace: str = "default"
-    history: str | None = None  # run store location; None means $SPARKJOBS_HOME
-    snapshot_cap_bytes: int | None = None  # None: the target type's default (snapshot_cap_for)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    name: str
-    project: ProjectSettings
-    compute: ComputeSettings
-    framework: Framework = Framework.PYSPARK
-    argument_vector: tuple[str, ...] = ("$file",)
-    environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    dependencies: SparkDependencies = field(default_factory=SparkDependencies)
-    #: The configuration files this run was loaded from (relative POSIX paths in the project):
-    #: the snapshot always keeps them, so the run can be reproduced from it.
-    config_files: tuple[str, ...] = ()
-    #: What each key of those files resolved to (honoured, mapped or ignored, and why).
-    notices: tuple[ConfigNotice, ...] = ()
-    #: Workbench's CondaDependenciesFile (relative POSIX path in the project), not built yet.
-    conda_dependencies_file: str | None = None
-    #: Workbench's PrepareEnvironment: build the run's environment before it starts.
-    prepare_environment: bool = True
-
-    @property
-    def ignored(self) -> tuple[ConfigNotice, ...]:
-        """The notices a run prints: keys accepted but without effect."""
-        return tuple(n for n in self.notices if n.disposition is Disposition.IGNORED)
 
 
 _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
