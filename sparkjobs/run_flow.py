@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from .config import Framework, RunSettings, TargetType, load_run_settings, snapshot_cap_for
 from .errors import ConfigError, JobLost, RunNotFound, SparkJobsError, StorageError, TargetError
@@ -146,6 +146,8 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     conf = merged_spark_conf(settings)
     if settings.framework is Framework.PYSPARK and settings.compute.type is not TargetType.CLUSTER:
         check_java(service.environ, service.home / "cache")
+    if settings.dependencies.packages and settings.compute.type is not TargetType.CLUSTER:
+        _warn_of_scala(settings, service.environ, observer)
     repo = RunRepository(service.history_store(settings.project))
     excludes = []
     if service.home == settings.project.root:
@@ -171,6 +173,22 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
     plan = SubmitPlan(run_id, settings, snapshot, script, inputs.args, env, conf, workdir, secrets, masked, inputs=inputs)
     return repo, plan, target
+
+
+def _warn_of_scala(settings: RunSettings, environ: Mapping[str, str], observer: "RunObserver") -> None:
+    """Packages built for another Scala than this machine's Spark, said before anything starts."""
+    from .scala_check import scala_warnings, spark_scala_version
+    from .spark_env import find_spark_home
+
+    submit = settings.compute.spark_submit_location
+    homes = [Path(submit).resolve().parent.parent] if submit else []
+    try:
+        homes.append(find_spark_home(environ))
+    except ConfigError:
+        pass  # no Spark here: the run says so itself
+    scala = next(filter(None, (spark_scala_version(home) for home in homes)), None)
+    for warning in scala_warnings(settings.dependencies.packages, scala, settings.dependencies.file):
+        observer.on_event(warning)
 
 
 def _attached(service: "SparkJobs", settings: RunSettings) -> dict[str, str]:

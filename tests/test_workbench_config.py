@@ -19,6 +19,8 @@ import yaml
 from helpers import cli, cli_json, write
 from sparkjobs.config import Disposition, load_run_settings
 from sparkjobs.errors import ConfigError
+from sparkjobs.scala_check import spark_scala_version
+from sparkjobs.spark_env import find_spark_home
 from sparkjobs.workbench_keys import livy_from_address
 
 FIXTURES = Path(__file__).resolve().parent / "workbench_projects"
@@ -291,3 +293,24 @@ def test_python_and_spark_submit_locations_are_the_programs_that_run_the_job(iri
     write(iris / "who.py", "import os\nprint('python:', os.environ.get('WRAPPED_BY'))\n")
     ran = cli("run", "-c", "python", "who.py", cwd=iris, env=env)  # Framework Python: the wrapper runs it
     assert ran.returncode == 0 and "python: my-python" in ran.stdout, ran.stderr
+
+
+# ---- item 3: a package built for another Scala than this Spark's ----------------------------
+
+def test_a_package_for_another_scala_is_warned_of_before_the_run_starts(iris, env):
+    scala = spark_scala_version(find_spark_home(env))
+    assert scala is not None
+    other = "2.11" if scala != "2.11" else "2.12"
+    deps = iris / "aml_config" / "spark_dependencies.yml"  # edited copy: both package shapes, one mismatched
+    deps.write_text(f'packages:\r\n  - group: "com.microsoft.ml.spark"\r\n    artifact: "mmlspark_{other}"\r\n'
+                    f'    version: "0.5"\r\n  - "org.jsoup:jsoup:1.17.2"\r\n  - "a.b:c_{scala}:1.0"\r\n')
+    write(iris / "hello.py", "print('hello')\n")  # Framework Python without Spark: nothing is resolved
+    done = cli("run", "-c", "python", "--quiet", "hello.py", cwd=iris, env=env)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "Warning:" in line]
+    assert warnings == [
+        f"sparkjobs: Warning: package com.microsoft.ml.spark:mmlspark_{other}:0.5 in aml_config/spark_dependencies.yml "
+        f"is built for Scala {other}, but this Spark uses Scala {scala}, so it will fail to load; use a version of "
+        f"mmlspark_{scala} instead."
+    ]
+    assert done.stderr.index("Warning:") < done.stderr.index("Run ")
