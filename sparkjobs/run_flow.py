@@ -133,8 +133,6 @@ def _save_snapshot(service: "SparkJobs", repo: RunRepository, snapshot: Snapshot
 
 def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, Target]:
     settings = load_run_settings(request.project_dir, request.config, service.environ)
-    for notice in settings.ignored:  # prepare runs once per run, so each is said once
-        observer.on_notice(notice)
     if request.rerun is None:
         named = _named_script(settings.project.root, request.script_base, request.script)
         script, args = resolve_argv(settings, named, request.args)
@@ -172,6 +170,9 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     secrets = {**_attached(service, settings), **target.hadoop_secrets(settings)}
     masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
     plan = SubmitPlan(run_id, settings, snapshot, script, inputs.args, env, conf, workdir, secrets, masked, inputs=inputs)
+    # Said once the run is sure to start (prepare runs once per run), so an error is said alone.
+    for notice in settings.ignored:
+        observer.on_notice(notice)
     return repo, plan, target
 
 

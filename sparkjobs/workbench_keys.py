@@ -54,8 +54,6 @@ RUNCONFIG_KEYS = ("CondaDependenciesFile", "PrepareEnvironment", "TrackedRun", "
                   "DataSourceSubstitutions")
 COMPUTE_KEYS = ("address", "password", "baseDockerImage", "sharedVolumes", "nvidiaDocker", "userManagedEnvironment",
                 "pythonLocation", "sparkSubmitLocation", "yarnDeployMode")
-#: Workbench's conda_dependencies.yml is a conda environment file; sparkjobs keeps its path only.
-CONDA_KEYS = ("name", "channels", "dependencies", "prefix", "variables")
 DOCKER_TYPES = ("docker", "localdocker", "remotedocker")
 UNSUPPORTED_TYPES = (*DOCKER_TYPES, "remote")
 _DEFAULT_COMMANDS = {"pythonLocation": "python", "sparkSubmitLocation": "spark-submit"}

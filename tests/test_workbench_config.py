@@ -235,6 +235,14 @@ def test_a_docker_target_is_refused_with_the_compute_to_use_and_the_command_that
     assert again.returncode == 2 and "is not a Workbench Docker target (its type is 'local')" in again.stderr
 
 
+def test_a_remote_vm_target_is_refused_naming_what_to_use(tmp_path):
+    write(tmp_path / "aml_config" / "vm.compute", 'type: "remote"\r\naddress: "10.0.0.4"\r\nusername: "me"\r\n')
+    write(tmp_path / "aml_config" / "vm.runconfig", "Target: vm\n")
+    with pytest.raises(ConfigError, match="type 'remote' is a Workbench remote-VM target, which sparkjobs does not run") as caught:
+        load_run_settings(tmp_path, "vm", {})
+    assert 'master: "spark://10.0.0.4:7077"' in str(caught.value)
+
+
 def test_a_remote_docker_target_becomes_a_spark_target_on_that_machine(tmp_path):
     write(tmp_path / "aml_config" / "vm.compute", 'type: "remotedocker"\r\naddress: "myvm.westus.cloudapp.azure.com"\r\n'
           'username: "me"\r\npassword: "Zk9-enc-pw"\r\nbaseDockerImage: "microsoft/mmlspark:plus-0.7.91"\r\n')
@@ -314,3 +322,13 @@ def test_a_package_for_another_scala_is_warned_of_before_the_run_starts(iris, en
         f"mmlspark_{scala} instead."
     ]
     assert done.stderr.index("Warning:") < done.stderr.index("Run ")
+
+
+def test_the_hdinsight_target_without_a_password_is_one_error_naming_where_to_put_it(iris, env, isolated_home):
+    done = cli("run", "-c", "myhdi", "iris_sklearn.py", cwd=iris, env=env)  # stops before contacting the cluster
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "Error: No Livy password for sshuser at https://myhdi.azurehdinsight.net/livy: set SPARKJOBS_LIVY_PASSWORD, "
+        "or add 'livy: {https://myhdi.azurehdinsight.net/livy: {password: ...}}' to the credentials file (never to "
+        "the project).\n")
+    assert nothing_written(isolated_home)
