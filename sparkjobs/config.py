@@ -256,7 +256,8 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
     data = _read_yaml(runconfig_path, problems)
     run_values: dict[str, Any] = {}
     if data is not None:
-        run_values = _check(runconfig_path, data, _RUNCONFIG_KEYS, problems, workbench.RUNCONFIG_KEYS, notices, project.root)
+        handled = tuple(key for key in workbench.RUNCONFIG_KEYS if key not in _RUNCONFIG_KEYS)
+        run_values = _check(runconfig_path, data, _RUNCONFIG_KEYS, problems, handled, notices, project.root)
         extra, found = workbench.runconfig_keys(_relative(runconfig_path, project.root), data,
                                                 lambda message: problems.add(runconfig_path, message))
         run_values.update(extra)

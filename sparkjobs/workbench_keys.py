@@ -105,6 +105,7 @@ def runconfig_keys(file: str, data: Mapping[str, Any], problem: Problem) -> tupl
     for key in ("UseSampling", "DataSourceSettings", "DataSourceSubstitutions"):
         if key in data:
             note(key, Disposition.IGNORED, _DATA_PREP)
+    _nulls(RUNCONFIG_KEYS, data, notices, note)
     return values, notices
 
 
@@ -123,11 +124,12 @@ def compute_keys(file: str, kind: str, data: Mapping[str, Any], environ: Mapping
             note(key, Disposition.IGNORED, f"it configures Docker, and this is a '{kind}' target, not a Docker one")
     password = data.get("password")
     if password not in (None, ""):
+        entry = data.get("livy") or livy_from_address(data.get("address")) or "CLUSTER"
         problem(
             "key 'password' holds a password, which would be copied into every snapshot of the project (aml_config/ "
             "is always kept); delete it and set SPARKJOBS_LIVY_PASSWORD, or put it in the credentials file outside "
-            "the project ($SPARKJOBS_CREDENTIALS, default ~/.sparkjobs/credentials.yaml) as 'livy: {CLUSTER: "
-            "{password: ...}}'"
+            "the project (SPARKJOBS_CREDENTIALS, else credentials.yaml in SPARKJOBS_HOME, ~/.sparkjobs by default) "
+            f"as 'livy: {{{entry}: {{password: ...}}}}'"
         )
     elif "password" in data:
         note("password", Disposition.IGNORED, "it is empty; the password comes from SPARKJOBS_LIVY_PASSWORD or the credentials file")
@@ -150,7 +152,16 @@ def compute_keys(file: str, kind: str, data: Mapping[str, Any], environ: Mapping
             _command(key, attribute, data[key], kind, environ, values, note, problem)
     if data.get("yarnDeployMode") is not None:
         _deploy_mode(data, kind, values, note, problem)
+    _nulls(COMPUTE_KEYS, data, notices, note)
     return values, notices
+
+
+def _nulls(keys: tuple[str, ...], data: Mapping[str, Any], notices: list[ConfigNotice], note: Callable) -> None:
+    """Workbench writes null for "the default": listed too, so config check shows every key."""
+    said = {n.key for n in notices}
+    for key in keys:
+        if key in data and data[key] is None and key not in said:
+            note(key, Disposition.HONOURED, "null: the default")
 
 
 def _address(data: Mapping[str, Any], kind: str, values: dict[str, Any], note: Callable, problem: Problem) -> None:

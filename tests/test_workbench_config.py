@@ -147,11 +147,14 @@ def test_quoted_numbers_nulls_and_quoted_booleans(tmp_path):
     write(tmp_path / "aml_config" / "c.compute", 'type: "cluster"\r\nlivy: "https://h/livy"\r\nnumExecutors: "4"\r\n'
           'startTimeoutMinutes: "30"\r\nqueue: null\r\nuserManagedEnvironment: "false"\r\n')
     write(tmp_path / "aml_config" / "c.runconfig", 'Target: "c"\r\nEnvironmentVariables: null\r\nArgumentVector: null\r\n'
-          'TrackedRun: "true"\r\nPrepareEnvironment: "true"\r\n')
+          'TrackedRun: "true"\r\nPrepareEnvironment: "true"\r\nUseSampling: null\r\nCondaDependenciesFile: null\r\n')
     settings = load_run_settings(tmp_path, "c", {})
     assert settings.compute.num_executors == 4 and settings.compute.start_timeout_minutes == 30.0
     assert settings.compute.queue is None and dict(settings.environment) == {}
     assert settings.argument_vector == ("$file",) and settings.prepare_environment
+    assert settings.conda_dependencies_file is None  # null, and no aml_config/conda_dependencies.yml
+    listed = {n.key for n in settings.notices}
+    assert {"EnvironmentVariables", "ArgumentVector", "UseSampling", "CondaDependenciesFile", "queue"} <= listed
 
 
 def test_a_null_type_or_target_is_one_clear_error(tmp_path):
@@ -198,7 +201,8 @@ def test_a_password_in_the_project_is_refused_and_never_printed(iris, env, isola
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("Error: Invalid configuration: ") and done.stderr.count("\n") == 1
     for words in ("key 'password' holds a password, which would be copied into every snapshot",
-                  "set SPARKJOBS_LIVY_PASSWORD", "the credentials file outside the project"):
+                  "set SPARKJOBS_LIVY_PASSWORD", "the credentials file outside the project",
+                  "as 'livy: {https://myhdi.azurehdinsight.net/livy: {password: ...}}'"):
         assert words in done.stderr
     assert "Xq7-encrypted-pw" not in done.stderr
     assert nothing_written(isolated_home)
@@ -332,3 +336,10 @@ def test_the_hdinsight_target_without_a_password_is_one_error_naming_where_to_pu
         "or add 'livy: {https://myhdi.azurehdinsight.net/livy: {password: ...}}' to the credentials file (never to "
         "the project).\n")
     assert nothing_written(isolated_home)
+
+
+def test_a_conda_dependencies_file_that_is_not_a_path_is_refused(tmp_path):
+    write(tmp_path / "aml_config" / "c.compute", "type: local\n")
+    write(tmp_path / "aml_config" / "c.runconfig", "Target: c\nCondaDependenciesFile: [a, b]\n")
+    with pytest.raises(ConfigError, match="key 'CondaDependenciesFile' must be a non-empty string"):
+        load_run_settings(tmp_path, "c", {})
