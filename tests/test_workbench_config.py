@@ -270,12 +270,12 @@ def test_each_ignored_key_is_said_once_per_run_and_quiet_silences_them(iris, env
     done = cli("run", "-c", "python", "hello.py", cwd=iris, env=env)
     assert done.returncode == 0, done.stderr
     notices = [line for line in done.stderr.splitlines() if " is ignored: " in line]
-    assert notices == [
-        "sparkjobs: aml_config/python.runconfig: key 'UseSampling' is ignored: it chose Workbench Data Prep samples and "
-        "data sources, which sparkjobs does not have; scripts read their data as written",
+    assert notices == [  # in the file's order
         "sparkjobs: aml_config/python.runconfig: key 'CondaDependenciesFile' is ignored: null means Workbench's default, "
         "aml_config/conda_dependencies.yml; sparkjobs does not build conda environments yet; install the packages in "
         "the Python that runs the job",
+        "sparkjobs: aml_config/python.runconfig: key 'UseSampling' is ignored: it chose Workbench Data Prep samples and "
+        "data sources, which sparkjobs does not have; scripts read their data as written",
     ]
     quiet = cli("run", "-c", "python", "--quiet", "hello.py", cwd=iris, env=env)
     assert quiet.returncode == 0 and " is ignored: " not in quiet.stderr and "hello" in quiet.stdout
