@@ -343,3 +343,11 @@ def test_a_conda_dependencies_file_that_is_not_a_path_is_refused(tmp_path):
     write(tmp_path / "aml_config" / "c.runconfig", "Target: c\nCondaDependenciesFile: [a, b]\n")
     with pytest.raises(ConfigError, match="key 'CondaDependenciesFile' must be a non-empty string"):
         load_run_settings(tmp_path, "c", {})
+
+
+def test_the_hdinsight_python_location_reaches_the_clusters_spark_conf(iris, env):
+    from sparkjobs.run_flow import merged_spark_conf
+
+    conf = merged_spark_conf(load_run_settings(iris, "myhdi", env))
+    assert conf["spark.pyspark.python"] == "/usr/bin/anaconda/envs/py35/bin/python3"
+    assert conf["spark.app.name"] == "ClassifyingIris" and conf["spark.sparkjobs.fixture"] == "42"
