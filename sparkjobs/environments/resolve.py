@@ -30,13 +30,14 @@ def install(requirements: tuple[str, ...], python: str, platform: str, dest: Pat
     """Install ``requirements`` into ``dest`` for ``python`` on ``platform``; the packages pip chose."""
     report = dest.parent / "pip-report.json"
     command = [
-        *PIP, "install", "--quiet", "--no-input", "--disable-pip-version-check", "--no-compile",
+        *PIP, "install", "--no-input", "--disable-pip-version-check", "--no-compile",
         "--no-warn-script-location", "--target", str(dest), "--platform", platform, "--python-version", python,
         "--implementation", "cp", "--only-binary=:all:", "--report", str(report), *requirements,
     ]
     done = _pip(command)
     if done.returncode != 0:
-        raise EnvironmentBuildError(_failure(done.stderr, requirements, python, platform, source))
+        # pip explains a conflict on stdout, and its errors on stderr.
+        raise EnvironmentBuildError(_failure(done.stderr, done.stdout + "\n" + done.stderr, python, platform, source))
     try:
         items = json.loads(report.read_text())["install"]
         return tuple(sorted((_package(item) for item in items), key=lambda p: p.name))
@@ -62,7 +63,7 @@ def _package(item: dict) -> ResolvedPackage:
     return ResolvedPackage(canonicalize_name(metadata["name"]), metadata["version"], sha256)
 
 
-def _failure(stderr: str, requirements: tuple[str, ...], python: str, platform: str, source: str) -> str:
+def _failure(stderr: str, output: str, python: str, platform: str, source: str) -> str:
     """One sentence: what was wrong, what pip said, and what to do."""
     errors = [line[len("ERROR: "):].strip() for line in stderr.splitlines() if line.startswith("ERROR: ")]
     where = f"for Python {python} on {platform}"
@@ -73,7 +74,7 @@ def _failure(stderr: str, requirements: tuple[str, ...], python: str, platform: 
         return f"{head}: {_why_missing(wanted, stderr)} (pip: {_short(errors[0])})."
     conflict = next((e for e in errors if e.startswith("Cannot install")), None)
     if conflict:
-        causes = _conflict_causes(stderr)
+        causes = _conflict_causes(output)
         return f"{head}: the requirements conflict ({conflict.rstrip('.')}{': ' + causes if causes else ''}); loosen or change a pin."
     said = "; ".join(_short(e) for e in errors[:2]) or _short(stderr.strip().splitlines()[-1] if stderr.strip() else "no output")
     return f"{head}: pip failed ({said})."
@@ -85,7 +86,8 @@ def _why_missing(wanted: str, stderr: str) -> str:
     listed = re.search(r"\(from versions: ([^)]*)\)", stderr)
     name = re.split(r"[\s<>=!~;\[(]", wanted, maxsplit=1)[0]
     if listed and listed[1].strip() != "none":
-        return f"no version of {name} that matches '{wanted}' has a wheel for this platform and Python (wheels exist for {listed[1].strip()})"
+        return (f"{name} has no version matching '{wanted}' with a wheel for this platform and Python (the versions "
+                f"with one are {listed[1].strip()})")
     versions = _all_versions(name)
     if not versions:
         return f"there is no package {name} on the package index; check its name"
