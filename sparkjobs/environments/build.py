@@ -7,9 +7,9 @@ packed and stored (``_build``), and pip's and the packer's modules are loaded fo
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,9 +74,10 @@ def _python(settings: RunSettings) -> tuple[str, str | None]:
 
 
 def _platform(settings: RunSettings) -> str:
-    here = sysconfig.get_platform()
-    if settings.compute.type is TargetType.LOCAL and here != "linux-x86_64":
-        return here.replace("-", "_").replace(".", "_")  # a local job runs on this machine's platform
+    if settings.compute.type is TargetType.LOCAL and (sys.platform, os.uname().machine) != ("linux", "x86_64"):
+        import sysconfig  # a local job runs on this machine's platform (macOS, ARM): its own wheels
+
+        return sysconfig.get_platform().replace("-", "_").replace(".", "_")
     return DEFAULT_PLATFORM
 
 
