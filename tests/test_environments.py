@@ -36,9 +36,9 @@ def _project(root: Path, requirements: str = f"{PURE}\n{NATIVE}\n", *, key: str 
 
 
 def _env(home: Path, **extra: str) -> dict:
-    env = dict(os.environ, SPARKJOBS_HOME=str(home), **extra)
+    env = dict(os.environ)
     env.pop("SPARKJOBS_HISTORY", None)
-    return env
+    return {**env, "SPARKJOBS_HOME": str(home), **extra}
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -274,3 +274,87 @@ def test_a_warm_run_loads_neither_pip_nor_the_parser_nor_the_packer(built, tmp_p
     heavy = ("packaging", "tarfile", "sparkjobs.environments.declare", "sparkjobs.environments.resolve",
              "sparkjobs.environments.pack")
     assert sorted(m for m in modules if m in heavy or m.startswith("packaging.")) == []
+
+
+class _CountingRelay:
+    """A TCP relay in front of Azurite that keeps every byte the client sends, so a test can read
+    the HTTP requests that went over the wire. Bound to 127.0.0.1; closed by the test."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.sent = bytearray()
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._upstream = port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self._upstream))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source, dest, counted: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if counted:
+                    with self._lock:
+                        self.sent += data
+                dest.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, dest):
+                try:
+                    end.shutdown(2)
+                except OSError:
+                    pass
+
+    def requests(self) -> list[str]:
+        """Method and path of every request sent so far."""
+        import re
+
+        with self._lock:
+            found = re.finditer(rb"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/1\.1\r\n", bytes(self.sent))
+            return [f"{m[1].decode()} {m[2].decode()}" for m in found]
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.mark.azurite
+def test_with_a_blob_run_store_the_second_run_sends_no_environment_bytes(tmp_path, azurite, azurite_container):
+    relay = _CountingRelay(azurite.port)
+    try:
+        endpoint = f"http://127.0.0.1:{relay.port}/{azurite.account}"
+        connection = azurite.connection_string.replace(azurite.blob_endpoint, endpoint)
+        project = _project(tmp_path / "proj")
+        env = _env(tmp_path / "home", SPARKJOBS_HISTORY=f"wasbs://{azurite_container}@{azurite.account}.blob.core.windows.net/team",
+                   AZURE_STORAGE_CONNECTION_STRING=connection)
+        done, first = cli_json("run", "-c", "local", "--json", "job.py", cwd=project, env=env)
+        assert done.returncode == 0, done.stderr
+        digest = first["environment"]["digest"]
+        puts = [r for r in relay.requests() if r.startswith("PUT ") and "/environments/" in r]
+        assert [p.split("/environments/")[1].split("?")[0] for p in puts] == [
+            f"{digest}/archive.tar.gz", f"{digest}/manifest.json", f"{digest}/COMPLETE"]
+        archive = tmp_path / "home" / "cache" / "environments" / digest / "archive.tar.gz"
+        assert len(relay.sent) > archive.stat().st_size  # the archive went over the wire once
+
+        relay.sent.clear()
+        done, second = cli_json("run", "-c", "local", "--json", "job.py", cwd=project, env=env)
+        assert done.returncode == 0 and second["environment"]["digest"] == digest, done.stderr
+        about = [r for r in relay.requests() if "/environments/" in r]
+        assert about == [f"HEAD /{azurite.account}/{azurite_container}/team/environments/{digest}/COMPLETE"], about
+        assert len(relay.sent) < archive.stat().st_size / 4  # the record and the log, never the archive again
+    finally:
+        relay.close()
