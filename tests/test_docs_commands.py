@@ -111,6 +111,9 @@ NOT_RUN: dict[str, str] = {
     "pip install 'sparkjobs[azure]'": "installs an extra: the tests run with the test extras installed",
     "pip install 'sparkjobs[identity]'": "installs an extra (azure-identity), which the tests do not use",
     "pip install matplotlib": "installs a package: the test extras include it",
+    "sparkjobs env build -c myhdi": "builds with real pip against the package index; tests/test_environments.py runs "
+        "'env build' and 'env show' on projects that declare dependencies",
+    "sparkjobs env show -c myhdi": "tests/test_environments.py runs it after 'env build'",
     "bash tests/run": "runs this test suite",
     "bash tests/run -m \"not spark\"": "runs this test suite",
     "bash .ci/run": "runs this test suite",
