@@ -358,3 +358,19 @@ def test_with_a_blob_run_store_the_second_run_sends_no_environment_bytes(tmp_pat
         assert len(relay.sent) < archive.stat().st_size / 4  # the record and the log, never the archive again
     finally:
         relay.close()
+
+
+def test_a_cluster_compute_without_python_version_builds_for_this_python_and_says_so(built):
+    project = built["project"]
+    storage = (project.parent / "cluster-storage").as_uri()
+    write(project / "aml_config" / "hdi.compute", f"type: cluster\nlivy: http://127.0.0.1:9/livy\nstorage: {storage}\n")
+    write(project / "aml_config" / "hdi.runconfig", "Target: hdi\nFramework: PySpark\nRequirementsFile: requirements.txt\n")
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    done, info = cli_json("env", "build", "-c", "hdi", "--json", cwd=project, env=_env(built["home"]))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"sparkjobs: aml_config/hdi.compute names no pythonVersion, so the environment is built for this machine's "
+        f"Python {python}; set pythonVersion to the cluster's (HDInsight 5.1 runs 3.8).")
+    # The same file, platform and Python as the local runs: the same environment, resolved again by
+    # 'env build' and found already built and stored.
+    assert info["digest"] == built["record"]["environment"]["digest"] and info["stored_bytes"] == 0
