@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import cli, cli_json, make_project, write
+from sparkjobs.errors import ConfigError
 
 PURE, NATIVE = "tabulate==0.9.0", "msgpack==1.0.8"
 JOB = "print('job ran')\n"
@@ -374,3 +375,30 @@ def test_a_cluster_compute_without_python_version_builds_for_this_python_and_say
     # The same file, platform and Python as the local runs: the same environment, resolved again by
     # 'env build' and found already built and stored.
     assert info["digest"] == built["record"]["environment"]["digest"] and info["stored_bytes"] == 0
+
+
+def test_conda_specs_become_pip_requirements(tmp_path):
+    from sparkjobs.environments.declare import read_conda, read_requirements
+
+    conda = write(tmp_path / "c.yml", """
+        dependencies:
+          - python=3.8
+          - numpy 1.24.*
+          - conda-forge::pandas>=1.5
+          - scikit-learn=1.3.2=py38h1234
+          - msgpack-python
+          - pip:
+            - azureml-logging
+            - ujson==5.10.0
+        """)
+    declared = read_conda(conda, "c.yml")
+    assert declared.requirements == ("numpy==1.24.*", "pandas>=1.5", "scikit-learn==1.3.2.*", "msgpack", "ujson==5.10.0")
+    assert declared.python == "3.8" and len(declared.notices) == 1 and "azureml-logging is ignored" in declared.notices[0]
+    requirements = write(tmp_path / "requirements.txt", "# pins\ntabulate==0.9.0  # pure\n\n-r other.txt\nnot a requirement!\n")
+    with pytest.raises(ConfigError) as refused:
+        read_requirements(requirements, "requirements.txt")
+    message = str(refused.value)  # one line, whatever packaging's own wording of the reason
+    assert message.startswith(
+        "The dependencies file requirements.txt has 2 problems: line 4 ('-r other.txt') is a pip option, which "
+        "sparkjobs does not take there; line 5 ('not a requirement!') is not a requirement: ")
+    assert "\n" not in message and message.endswith(".")

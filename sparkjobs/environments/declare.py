@@ -33,8 +33,9 @@ _CONDA_TO_PYPI = {
 }
 _CONDA_TO_PYPI.update({"msgpack-python": "msgpack", "pytorch": "torch", "py-xgboost": "xgboost"})
 #: Workbench's template listed these for its own tools (notebooks, its logger); a job needs none.
-_WORKBENCH_ONLY = re.compile(r"^(ipykernel|jupyter|notebook|azureml[-._a-z]*|azure-ml-api-sdk)$")
-_CONDA_SPEC = re.compile(r"^(?:[\w.-]+::)?(?P<name>[A-Za-z0-9][\w.-]*)\s*(?P<version>[=<>!~].*)?$")
+_WORKBENCH_ONLY = re.compile(r"^(ipykernel|jupyter|notebook|azureml[-._](logging|assets)|azure-ml-api-sdk)$")
+#: ``name``, ``name=1.4``, ``name>=1.4``, ``name 1.4.*`` (a match spec), each maybe ``channel::name``.
+_CONDA_SPEC = re.compile(r"^(?:[\w.-]+::)?(?P<name>[A-Za-z0-9][\w.-]*)\s*(?P<version>[=<>!~].*|(?<=\s)\d.*)?$")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def read_requirements(path: Path, source: str) -> Declared:
         try:
             lines.append(str(Requirement(line)))
         except InvalidRequirement as exc:
-            problems.append(f"line {number} ({line!r}) is not a requirement: {exc}")
+            reason = str(exc).splitlines()[0].rstrip(".")  # packaging draws a caret on further lines
+            problems.append(f"line {number} ({line!r}) is not a requirement: {reason}")
     _raise_if_any(source, problems)
     return Declared(tuple(lines), source)
 
@@ -118,6 +120,7 @@ def read_conda(path: Path, source: str) -> Declared:
             problems.append(f"{spec!r} is not a conda package spec")
             continue
         name, version = match["name"].lower(), (match["version"] or "").strip()
+        version = f"={version}" if version[:1].isdigit() else version  # "numpy 1.24" means numpy=1.24
         if name == "python":
             python = _python_of(version)
         elif _WORKBENCH_ONLY.match(name):
@@ -145,7 +148,8 @@ def _add_pip(entry: str, requirements: list[str], notices: list[str], problems: 
             problems.append(f"pip entry {entry!r} is not a requirement")
         return
     if _WORKBENCH_ONLY.match(requirement.name.lower()):
-        notices.append(f"pip entry {requirement.name} is ignored: sparkjobs brings what Workbench's azureml.logging did.")
+        notices.append(f"pip entry {requirement.name} is ignored: it served Azure ML Workbench itself, and sparkjobs "
+                       "brings what azureml.logging needs.")
         return
     requirements.append(str(requirement))
 
