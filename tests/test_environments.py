@@ -402,3 +402,21 @@ def test_conda_specs_become_pip_requirements(tmp_path):
         "The dependencies file requirements.txt has 2 problems: line 4 ('-r other.txt') is a pip option, which "
         "sparkjobs does not take there; line 5 ('not a requirement!') is not a requirement: ")
     assert "\n" not in message and message.endswith(".")
+
+
+def test_a_rerun_uses_the_environment_its_snapshot_declares(built):
+    no_pip = _env(built["home"], PIP_NO_INDEX="1", PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_FIND_LINKS="")
+    done, record = cli_json("rerun", built["record"]["id"], "--json", cwd=built["project"], env=no_pip)
+    assert done.returncode == 0, done.stderr
+    assert record["environment"] == built["record"]["environment"] and record["details"]["rerun_of"] == built["record"]["id"]
+
+
+def test_prepare_environment_false_builds_nothing_and_says_so(tmp_path):
+    project = _project(tmp_path / "proj", "sparkjobs-no-such-package-x7q==1.0\n")  # pip would refuse it
+    runconfig = project / "aml_config" / "local.runconfig"
+    runconfig.write_text(runconfig.read_text() + "PrepareEnvironment: false\n")
+    done, record = cli_json("run", "-c", "local", "--json", "job.py", cwd=project, env=_env(tmp_path / "home"))
+    assert done.returncode == 0 and record["environment"] is None, done.stderr
+    assert ("sparkjobs: PrepareEnvironment is false in aml_config/local.runconfig, so requirements.txt is not built; "
+            "the job uses the Python packages the target already has.") in done.stderr.splitlines()
+    assert not (tmp_path / "home" / "cache" / "environments").exists()
