@@ -7,16 +7,18 @@ packed and stored (``_build``), and pip's and the packer's modules are loaded fo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from ..config import RunSettings, TargetType
 from ..errors import ConfigError
 from ..storage.base import Store
+from ..wording import count, size
 from . import DEFAULT_PLATFORM, BuiltEnvironment
 from .cache import EnvironmentCache
 from .store import EnvironmentStore, StoredEnvironment
@@ -112,7 +114,8 @@ def environment_for(settings: RunSettings, home: Path, say: Say, *, refresh: boo
         notices = known.get("notices") or []
     for notice in notices:
         say(notice)
-    return environment
+    # Another declaration may have resolved to the same packages first: name this run's own file.
+    return replace(environment, source=plan.source) if environment is not None else None
 
 
 def store_environment(environment: BuiltEnvironment, store: Store) -> StoredEnvironment:
@@ -149,13 +152,10 @@ def _build(plan: EnvironmentPlan, root: Path, cache: EnvironmentCache, say: Say)
             entry = cache.entry(digest)
             environment = BuiltEnvironment(digest, plan.python, plan.platform, packages, entry / "archive.tar.gz",
                                            entry / "unpacked", plan.source)
-            import json
-
             (staging / "manifest.json").write_text(json.dumps(manifest_of(environment, archive_sha256), indent=1))
             cache.install(staging, digest)
-            size = environment.archive.stat().st_size
-            say(f"Environment {digest[:12]}: built {len(packages)} package{'s' if len(packages) != 1 else ''} "
-                f"({', '.join(f'{p.name}=={p.version}' for p in packages)}), {size / 1024 / 1024:.1f} MB.")
+            say(f"Environment {digest[:12]}: built {count(len(packages), 'package')} "
+                f"({', '.join(f'{p.name}=={p.version}' for p in packages)}), {size(environment.archive.stat().st_size)}.")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     cache.remember(plan.key, environment.digest, notices)
