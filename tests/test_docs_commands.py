@@ -135,6 +135,8 @@ NOT_RUN: dict[str, str] = {
     "python bench/hdi_end_latency.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/hdi_whole_run.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/env.py": "a benchmark against the real package index, not a check",
+    "pip install --target … --platform … --python-version … --only-binary=:all:":
+        "the shape of the pip command sparkjobs runs, in a sentence; tests/test_environments.py runs it through sparkjobs",
     "bash bench/history": "a benchmark that takes many minutes (it writes 10,000 runs), not a check",
 }
 
