@@ -420,3 +420,21 @@ def test_prepare_environment_false_builds_nothing_and_says_so(tmp_path):
     assert ("sparkjobs: PrepareEnvironment is false in aml_config/local.runconfig, so requirements.txt is not built; "
             "the job uses the Python packages the target already has.") in done.stderr.splitlines()
     assert not (tmp_path / "home" / "cache" / "environments").exists()
+
+
+def test_runs_compare_shows_which_packages_differ(built, tmp_path):
+    project = built["project"]
+    requirements = project / "requirements.txt"
+    original = requirements.read_text()
+    requirements.write_text(f"tabulate==0.8.10\n{NATIVE}\n")  # built by the pin-change test, or now
+    try:
+        done, other = cli_json("run", "-c", "local", "--json", "job.py", cwd=project, env=_env(built["home"]))
+        assert done.returncode == 0, done.stderr
+    finally:
+        requirements.write_text(original)
+    done, compared = cli_json("runs", "compare", built["record"]["id"], other["id"], "--json", cwd=project,
+                              env=_env(built["home"]))
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in compared["config"]}
+    assert rows["python packages"]["values"] == ["msgpack==1.0.8, tabulate==0.9.0", "msgpack==1.0.8, tabulate==0.8.10"]
+    assert rows["python packages"]["differs"] and rows["environment"]["differs"]
