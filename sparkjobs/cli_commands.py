@@ -283,6 +283,11 @@ def artifacts_download(args: argparse.Namespace) -> int:
 
 def env_build(args: argparse.Namespace) -> int:
     info = SparkJobs().build_environment(_required_project(args), args.config, lambda m: _say(f"sparkjobs: {m}"))
+    digest = info.environment.digest[:12]
+    if info.stored_bytes:
+        _say(f"sparkjobs: Environment {digest}: stored in the run store at {info.run_store} ({size(info.stored_bytes)}).")
+    if info.shipped_bytes:
+        _say(f"sparkjobs: Environment {digest}: uploaded to the cluster's storage ({size(info.shipped_bytes)}).")
     return _print_environment(info, args.json)
 
 
