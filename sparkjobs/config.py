@@ -17,7 +17,7 @@ import yaml
 from . import workbench_keys as workbench
 from .config_checks import (
     Checker, Invalid, accounts, argument_vector, enum_of, environment, maven, memory, minutes, path_segment,
-    positive_int, repositories, short, string, string_map, verify,
+    positive_int, python_version, repositories, short, string, string_map, verify,
 )
 from .config_models import (  # re-exported: the settings are imported from here
     DEFAULT_SHARE_DIR, DEFAULT_START_TIMEOUT_MINUTES, ComputeSettings, Framework, ProjectSettings, RunSettings,
@@ -73,6 +73,7 @@ _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
     "verify": ("verify", verify),
     "startTimeoutMinutes": ("start_timeout_minutes", minutes),
     "attachStorage": ("attach_storage", accounts),
+    "pythonVersion": ("python_version", python_version),
 }
 _REQUIRED_BY_TYPE = {
     TargetType.LOCAL: (),
@@ -86,6 +87,7 @@ _RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
     "EnvironmentVariables": ("environment", environment),
     "SparkDependenciesFile": ("dependencies_file", string),
     "CondaDependenciesFile": ("conda_dependencies_file", string),
+    "RequirementsFile": ("requirements_file", string),
 }
 _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
     "configuration": ("configuration", string_map),
@@ -291,6 +293,15 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         run_values["conda_dependencies_file"] = conda_path.relative_to(project.root).as_posix()
         if not conda_path.is_file():
             problems.add(conda_path, f"file not found (named by key 'CondaDependenciesFile' in {runconfig_path.name})")
+    requirements = run_values.get("requirements_file")
+    requirements_path = (project.root / requirements).resolve() if requirements else None
+    if requirements_path is not None and project.root not in requirements_path.parents:
+        problems.add(runconfig_path, f"key 'RequirementsFile' points outside the project ({requirements})")
+    elif requirements_path is not None and not requirements_path.is_file():
+        problems.add(runconfig_path, f"key 'RequirementsFile' names {requirements}, which does not exist")
+    elif requirements_path is not None:
+        used.append(requirements_path)
+        run_values["requirements_file"] = requirements_path.relative_to(project.root).as_posix()
 
     argv = run_values.get("argument_vector")
     if argv is not None and not argv:
@@ -328,9 +339,9 @@ def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key
         return None
     shown = f"null means Workbench's default, {default}; " if named is None else ""
     if key == "CondaDependenciesFile":
-        notices.append(ConfigNotice(file, key, Disposition.IGNORED,
-                                    f"{shown}sparkjobs does not build conda environments yet; install the packages "
-                                    "in the Python that runs the job"))
+        notices.append(ConfigNotice(file, key, Disposition.MAPPED,
+                                    f"{shown}its conda and pip packages are installed from PyPI into the run's "
+                                    "environment (sparkjobs env show)"))
     elif named is None:
         notices.append(ConfigNotice(file, key, Disposition.MAPPED, shown.rstrip("; ")))
     return path

@@ -171,6 +171,14 @@ def boolean(value: Any) -> bool:
     raise Invalid("must be true or false")
 
 
+def python_version(value: Any) -> str:
+    # YAML reads 3.10 as the number 3.1, so a number is taken only where it cannot mean that.
+    text = str(value) if isinstance(value, (str, float)) else ""
+    if not re.fullmatch(r"3\.\d{1,2}", text) or (isinstance(value, float) and text == "3.1"):
+        raise Invalid('must be a Python version such as "3.8", in quotes (YAML reads 3.10 as 3.1)')
+    return text
+
+
 def verify(value: Any) -> bool | str:
     if isinstance(value, (bool, str)) and value != "":
         return value

@@ -46,6 +46,7 @@ class ComputeSettings:
     verify: bool | str = True  # TLS verification, or a CA bundle path
     start_timeout_minutes: float = DEFAULT_START_TIMEOUT_MINUTES  # cluster: longest wait to start
     attach_storage: tuple[str, ...] = ()  # more storage accounts whose keys the job gets at run time
+    python_version: str | None = None  # the cluster's Python ("3.8"): what environments are built for
     python_location: str | None = None  # Workbench's pythonLocation: the job's Python (None: sparkjobs')
     spark_submit_location: str | None = None  # Workbench's sparkSubmitLocation (None: pyspark's or SPARK_HOME's)
     user_managed_environment: bool = False  # Workbench's userManagedEnvironment: prepare no environment
@@ -84,6 +85,8 @@ class RunSettings:
     notices: tuple[ConfigNotice, ...] = ()
     #: Workbench's CondaDependenciesFile (relative POSIX path in the project), not built yet.
     conda_dependencies_file: str | None = None
+    #: A pip requirements file (relative POSIX path in the project): the run's Python dependencies.
+    requirements_file: str | None = None
     #: Workbench's PrepareEnvironment: build the run's environment before it starts.
     prepare_environment: bool = True
 

@@ -92,8 +92,8 @@ def runconfig_keys(file: str, data: Mapping[str, Any], problem: Problem) -> tupl
     if "PrepareEnvironment" in data:
         prepare = values.get("PrepareEnvironment", True)
         values["prepare_environment"] = prepare
-        note("PrepareEnvironment", Disposition.IGNORED if prepare else Disposition.HONOURED,
-             "sparkjobs builds no environment yet; the job runs in the Python the target uses" if prepare
+        note("PrepareEnvironment", Disposition.HONOURED,
+             "the run's Python dependencies are built (once per content) before it starts" if prepare
              else "no environment is prepared before the run")
     if "TrackedRun" in data:
         tracked = values.get("TrackedRun", True)

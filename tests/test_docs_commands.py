@@ -111,6 +111,9 @@ NOT_RUN: dict[str, str] = {
     "pip install 'sparkjobs[azure]'": "installs an extra: the tests run with the test extras installed",
     "pip install 'sparkjobs[identity]'": "installs an extra (azure-identity), which the tests do not use",
     "pip install matplotlib": "installs a package: the test extras include it",
+    "sparkjobs env build -c myhdi": "builds with real pip against the package index; tests/test_environments.py runs "
+        "'env build' and 'env show' on projects that declare dependencies",
+    "sparkjobs env show -c myhdi": "tests/test_environments.py runs it after 'env build'",
     "bash tests/run": "runs this test suite",
     "bash tests/run -m \"not spark\"": "runs this test suite",
     "bash .ci/run": "runs this test suite",
@@ -131,6 +134,9 @@ NOT_RUN: dict[str, str] = {
     "python bench/hdi_submission.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/hdi_end_latency.py": "a benchmark on HDInsight in a box, not a check",
     "python bench/hdi_whole_run.py": "a benchmark on HDInsight in a box, not a check",
+    "python bench/env.py": "a benchmark against the real package index, not a check",
+    "pip install --target … --platform … --python-version … --only-binary=:all:":
+        "the shape of the pip command sparkjobs runs, in a sentence; tests/test_environments.py runs it through sparkjobs",
     "bash bench/history": "a benchmark that takes many minutes (it writes 10,000 runs), not a check",
     "sparkjobs config check -c local": "needs a Workbench project: tests/test_workbench_config.py runs it on "
         "tests/workbench_projects/iris",

@@ -63,7 +63,7 @@ def test_conda_dependencies_file_is_accepted_not_suggested_as_spark_dependencies
     settings = load_run_settings(tmp_path, "local", {})
     assert settings.conda_dependencies_file == "aml_config/conda_dependencies.yml"
     notice = next(n for n in settings.notices if n.key == "CondaDependenciesFile")
-    assert notice.disposition is Disposition.IGNORED and "does not build conda environments yet" in notice.reason
+    assert notice.disposition is Disposition.MAPPED and "installed from PyPI" in notice.reason
 
 
 def test_a_workbench_key_in_the_wrong_file_is_named_as_such_never_corrected_into_another(tmp_path):
@@ -271,9 +271,6 @@ def test_each_ignored_key_is_said_once_per_run_and_quiet_silences_them(iris, env
     assert done.returncode == 0, done.stderr
     notices = [line for line in done.stderr.splitlines() if " is ignored: " in line]
     assert notices == [  # in the file's order
-        "sparkjobs: aml_config/python.runconfig: key 'CondaDependenciesFile' is ignored: null means Workbench's default, "
-        "aml_config/conda_dependencies.yml; sparkjobs does not build conda environments yet; install the packages in "
-        "the Python that runs the job",
         "sparkjobs: aml_config/python.runconfig: key 'UseSampling' is ignored: it chose Workbench Data Prep samples and "
         "data sources, which sparkjobs does not have; scripts read their data as written",
     ]

@@ -90,11 +90,15 @@ def compare_runs(runs: list[RunRecord]) -> RunComparison:
 
 
 def _config(run: RunRecord) -> dict[str, Any]:
-    return {
+    config = {
         "project": run.project, "target": run.target, "runconfig": run.details.get("runconfig"),
         "snapshot": run.snapshot, "status": run.status.value, "exit code": run.exit_code,
         "started": run.started_at, "ended": run.ended_at,
     }
+    if run.environment:  # only runs that declared dependencies have these rows (issue 12)
+        config["environment"] = run.environment.digest
+        config["python packages"] = ", ".join(run.environment.packages)
+    return config
 
 
 def _arguments(run: RunRecord) -> dict[str, Any]:
