@@ -310,9 +310,19 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
     assert compute is not None
     if compute.user_managed_environment:
         run_values["prepare_environment"] = False
+    if not run_values.get("prepare_environment", True):
+        notices = [_unbuilt(n) if n.key in ("CondaDependenciesFile", "RequirementsFile") else n for n in notices]
     config_files = tuple(sorted({p.relative_to(project.root).as_posix() for p in used if p.is_file()}))
     return RunSettings(name=name, project=project, compute=compute, dependencies=dependencies, config_files=config_files,
                        notices=_last_per_key(notices), **run_values)
+
+
+def _unbuilt(notice: ConfigNotice) -> ConfigNotice:
+    """A dependencies file the run will not build, because PrepareEnvironment or
+    userManagedEnvironment says the target's Python is used as it is."""
+    return ConfigNotice(notice.file, notice.key, Disposition.IGNORED,
+                        "no environment is prepared for this run (PrepareEnvironment false or userManagedEnvironment "
+                        "true): the job uses the packages the target's Python has")
 
 
 def _last_per_key(notices: list[ConfigNotice]) -> tuple[ConfigNotice, ...]:

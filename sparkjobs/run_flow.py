@@ -162,7 +162,6 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
         always_include=settings.config_files,
     )
     script = _script_in_project(settings, script, snapshot)
-    environment = _environment(service, settings, observer, dry_run)
     run_id = new_run_id()
     workdir = service.home / "work" / run_id
     locations = target.locations(settings, workdir, run_id)
@@ -172,6 +171,8 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     # The run's own storage wins over an attachStorage entry for the same account.
     secrets = {**_attached(service, settings), **target.hadoop_secrets(settings)}
     masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
+    # Last of the checks: building can take minutes, so a missing password or key is said first.
+    environment = _environment(service, settings, observer, dry_run)
     plan = SubmitPlan(run_id, settings, snapshot, script, inputs.args, env, conf, workdir, secrets, masked, inputs=inputs,
                       environment=environment)
     # Said once the run is sure to start (prepare runs once per run), so an error is said alone.

@@ -234,7 +234,7 @@ def test_a_docker_target_is_refused_with_the_compute_to_use_and_the_command_that
     done, plan = cli_json("run", "-c", "docker", "--dry-run", "iris_sklearn.py", cwd=iris, env=env)
     assert done.returncode == 0, done.stderr
     assert plan["target"] == {"name": "docker", "type": "local"}
-    assert {n["key"] for n in plan["notices"]} == {"UseSampling", "CondaDependenciesFile", "PrepareEnvironment"}
+    assert {n["key"] for n in plan["notices"]} == {"UseSampling"}  # the conda file is built, PrepareEnvironment honoured
     again = cli("init", "--from-docker", "docker", cwd=iris, env=env)
     assert again.returncode == 2 and "is not a Workbench Docker target (its type is 'local')" in again.stderr
 
@@ -271,6 +271,9 @@ def test_each_ignored_key_is_said_once_per_run_and_quiet_silences_them(iris, env
     assert done.returncode == 0, done.stderr
     notices = [line for line in done.stderr.splitlines() if " is ignored: " in line]
     assert notices == [  # in the file's order
+        "sparkjobs: aml_config/python.runconfig: key 'CondaDependenciesFile' is ignored: no environment is prepared "
+        "for this run (PrepareEnvironment false or userManagedEnvironment true): the job uses the packages the "
+        "target's Python has",
         "sparkjobs: aml_config/python.runconfig: key 'UseSampling' is ignored: it chose Workbench Data Prep samples and "
         "data sources, which sparkjobs does not have; scripts read their data as written",
     ]
