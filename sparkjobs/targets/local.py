@@ -14,6 +14,7 @@ from ..packages import PackageResolution
 from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
 from .base import Execution, JobLocations, SubmitPlan, Target
+from .shipping import launch_environment
 from .submit_process import EXIT_FILE, ProcessExecution
 
 __all__ = ["LocalTarget", "package_resolution", "spark_submit_argv", "write_private_json", "shared_folder"]
@@ -107,6 +108,8 @@ class LocalTarget(Target):
             "metrics_uri": str(plan.workdir / METRICS_FILE),
             "params_uri": str(plan.workdir / PARAMS_FILE),
         }
+        if plan.environment is not None:
+            spec["environment"] = launch_environment(plan.environment, str(plan.environment.unpacked))
         launch = plan.workdir / "launch.json"
         launch.write_text(json.dumps(spec, indent=2))
         return snapshot_dir, launch
@@ -125,7 +128,10 @@ class LocalTarget(Target):
         # local executors, child processes), never installed where the user's Python finds it.
         from ..bootstrap import WORKBENCH_PATH
 
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(WORKBENCH_PATH)]))
+        # The run's dependencies likewise: local Spark's Python workers inherit PYTHONPATH from the
+        # JVM, which inherits it from here (shipping.py says why the project's own files still win).
+        deps = str(plan.environment.unpacked) if plan.environment is not None else None
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), deps, str(WORKBENCH_PATH)]))
         env.setdefault("PYSPARK_PYTHON", sys.executable)
         env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         if plan.settings.compute.master.startswith("local"):
