@@ -67,7 +67,8 @@ def build_environment(folder: Path, *, python: str = PYTHON, claimed: str | None
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(unpacked.rglob("*")):
             tar.add(path, arcname=path.relative_to(unpacked).as_posix(), recursive=False)
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    # As the build side's digest, it covers the Python the wheels are for (here: the one claimed).
+    digest = hashlib.sha256(archive.read_bytes() + (claimed or python).encode()).hexdigest()
     packages = tuple(ResolvedPackage(pin.split("==")[0], pin.split("==")[1], "") for pin in PINS)
     return BuiltEnvironment(digest, claimed or python, DEFAULT_PLATFORM, packages, archive, unpacked, "requirements.txt")
 
