@@ -134,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
                           help="where to put it: a file as DIR/NAME, a folder as DIR/FOLDER/ (default: .)")
     download.add_argument("--overwrite", action="store_true", help="replace files in DIR that have other contents")
 
+    env = _group(commands, "env", "a run configuration's Python dependencies", common)
+    for name, help in (("build", "resolve, build and store the environment ahead of a run"),
+                       ("show", "the environment's digest and resolved versions")):
+        command = env.add_parser(name, parents=[common], help=help)
+        command.add_argument("-c", "--config", required=True, metavar="NAME",
+                             help="run configuration: aml_config/NAME.runconfig")
+        command.add_argument("--json", action="store_true", help="print the environment as JSON")
+
     ui = commands.add_parser("ui", parents=[common], help="browse the run history in a local web page")
     ui.add_argument("--port", type=_port, default=8765, metavar="N", help="the port to serve on (default 8765; 0 for any free one)")
     ui.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",

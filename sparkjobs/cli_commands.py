@@ -19,7 +19,7 @@ from .textsafe import terminal_safe
 from .wording import count, sentence, size
 
 __all__ = ["run", "rerun", "restore", "init", "ui", "runs_list", "runs_compare", "runs_show", "runs_attach",
-           "runs_recover", "artifacts_download", "quiet_stdout"]
+           "runs_recover", "artifacts_download", "env_build", "env_show", "quiet_stdout"]
 
 
 def quiet_stdout() -> None:
@@ -209,6 +209,11 @@ def runs_show(args: argparse.Namespace) -> int:
     for name, value in fields:
         print(f"{name + ':':<12}{value}")
     _print_logged(record)
+    if record.environment:  # the Python dependencies it ran with
+        env = record.environment
+        print(f"environment: {env.digest[:12]} (Python {env.python_version}, {env.platform})")
+        for package in env.packages:
+            print(f"  {package}")
     if record.inputs:  # lineage: where each run: argument came from
         print("inputs:")
         for item in record.inputs:
@@ -273,6 +278,30 @@ def artifacts_download(args: argparse.Namespace) -> int:
                                    progress=terminal_progress)
     for path in written:
         print(path)
+    return 0
+
+
+def env_build(args: argparse.Namespace) -> int:
+    info = SparkJobs().build_environment(_required_project(args), args.config, lambda m: _say(f"sparkjobs: {m}"))
+    return _print_environment(info, args.json)
+
+
+def env_show(args: argparse.Namespace) -> int:
+    return _print_environment(SparkJobs().show_environment(_required_project(args), args.config), args.json)
+
+
+def _print_environment(info, as_json: bool) -> int:
+    data = info.to_json()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return 0
+    rows = [("environment", data["digest"]), ("built from", data["source"]), ("python", data["python_version"]),
+            ("platform", data["platform"]), ("archive", f"{data['archive']} ({size(data['archive_bytes'])})")]
+    for name, value in rows:
+        print(f"{name + ':':<13}{value}")
+    print(f"packages:    {count(len(data['packages']), 'package')}")
+    for package in data["packages"]:
+        print(f"  {package['name']}=={package['version']}")
     return 0
 
 

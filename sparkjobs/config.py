@@ -81,6 +81,7 @@ class ComputeSettings:
     verify: bool | str = True  # TLS verification, or a CA bundle path
     start_timeout_minutes: float = DEFAULT_START_TIMEOUT_MINUTES  # cluster: longest wait to start
     attach_storage: tuple[str, ...] = ()  # more storage accounts whose keys the job gets at run time
+    python_version: str | None = None  # the cluster's Python ("3.8"): what environments are built for
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class RunSettings:
     #: The configuration files this run was loaded from (relative POSIX paths in the project):
     #: the snapshot always keeps them, so the run can be reproduced from it.
     config_files: tuple[str, ...] = ()
+    # The run's Python dependencies (issue 12): a pip requirements file or Workbench's conda file.
+    requirements_file: str | None = None
+    conda_dependencies_file: str | None = None
+    prepare_environment: bool = True
 
 
 # ---- a tiny schema language: key -> (checker, required) ------------------------------------
@@ -265,6 +270,20 @@ def _each(value: Any, parse: Callable[[Any], str], what: str) -> tuple[str, ...]
         raise _Invalid(str(exc), show_value=False) from None
 
 
+def _python_version(value: Any) -> str:
+    # YAML reads 3.10 as the number 3.1, so a number is taken only where it cannot mean that.
+    text = str(value) if isinstance(value, (str, float)) else ""
+    if not re.fullmatch(r"3\.\d{1,2}", text) or (isinstance(value, float) and text == "3.1"):
+        raise _Invalid('must be a Python version such as "3.8", in quotes (YAML reads 3.10 as 3.1)')
+    return text
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Invalid("must be true or false")
+
+
 def _accounts(value: Any) -> tuple[str, ...]:
     names = _string_list(value)
     for name in names:
@@ -289,6 +308,7 @@ _COMPUTE_KEYS: dict[str, tuple[str, Checker]] = {
     "verify": ("verify", _verify),
     "startTimeoutMinutes": ("start_timeout_minutes", _minutes),
     "attachStorage": ("attach_storage", _accounts),
+    "pythonVersion": ("python_version", _python_version),
 }
 _REQUIRED_BY_TYPE = {
     TargetType.LOCAL: (),
@@ -301,6 +321,9 @@ _RUNCONFIG_KEYS: dict[str, tuple[str, Checker]] = {
     "ArgumentVector": ("argument_vector", _argument_vector),
     "EnvironmentVariables": ("environment", _environment),
     "SparkDependenciesFile": ("dependencies_file", _string),
+    "RequirementsFile": ("requirements_file", _string),
+    "CondaDependenciesFile": ("conda_dependencies_file", _string),
+    "PrepareEnvironment": ("prepare_environment", _boolean),
 }
 _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
     "configuration": ("configuration", _string_map),
@@ -452,6 +475,17 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
             if deps_data is not None:
                 file = deps_path.relative_to(project.root).as_posix()
                 dependencies = SparkDependencies(**_check(deps_path, deps_data, _DEPENDENCY_KEYS, problems), file=file)
+
+    for key, attribute in (("RequirementsFile", "requirements_file"), ("CondaDependenciesFile", "conda_dependencies_file")):
+        named = run_values.get(attribute)
+        full = (project.root / named).resolve() if named else None
+        if full is not None and project.root not in full.parents:
+            problems.add(runconfig_path, f"key '{key}' points outside the project ({named})")
+        elif full is not None and not full.is_file():
+            problems.add(runconfig_path, f"key '{key}' names {named}, which does not exist")
+        elif full is not None:
+            used.append(full)
+            run_values[attribute] = full.relative_to(project.root).as_posix()
 
     argv = run_values.get("argument_vector")
     if argv is not None and not argv:

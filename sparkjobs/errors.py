@@ -10,6 +10,7 @@
     │   └── RunRecordError         a run record cannot be read, or is not a run record's shape
     ├── RunNotFound                no run with that id in the store
     ├── UnsafePathError            a key or download path would escape its root
+    ├── EnvironmentBuildError      the run's Python dependencies cannot be resolved or installed
     └── TargetError                a compute target could not start or watch a job
         └── JobLost                the target no longer knows a run's job, which left no word of
                                    how it ended: the run is recorded as ended with ``outcome``
@@ -28,6 +29,7 @@ __all__ = [
     "RunRecordError",
     "RunNotFound",
     "UnsafePathError",
+    "EnvironmentBuildError",
     "TargetError",
     "JobLost",
 ]
@@ -75,6 +77,10 @@ class RunNotFound(SparkJobsError):
 
 class UnsafePathError(SparkJobsError):
     """A key or path would escape the folder it must stay in."""
+
+
+class EnvironmentBuildError(SparkJobsError):
+    """pip cannot resolve or install the run's declared dependencies for the target."""
 
 
 class TargetError(SparkJobsError):

@@ -17,7 +17,7 @@ from .finishing import DRIVER_LOG, RunFinisher, outcome_of_record, pending_recor
 from .job_output import is_noise
 from .liveness import ProcessIdentity
 from .run_inputs import discard_inputs, resolve_inputs, stage_inputs
-from .runs import RunRecord, RunRepository, RunStatus, new_run_id, utc_now
+from .runs import RunEnvironment, RunRecord, RunRepository, RunStatus, new_run_id, utc_now
 from .snapshot import Snapshot, build_snapshot, cache_path_for
 from .snapshot_store import SnapshotStore
 from .spark_env import check_java, read_spark_defaults, resource_dir
@@ -31,6 +31,7 @@ from .targets.local import SNAPSHOT_DIR
 from .targets.submit_process import EXIT_FILE, outcome_from_exit, read_exit_file
 
 if TYPE_CHECKING:
+    from .environments import BuiltEnvironment
     from .service import RunObserver, RunRequest, SparkJobs
 
 __all__ = ["execute_run", "reattach", "recover", "resolve_argv", "merged_spark_conf"]
@@ -129,7 +130,8 @@ def _save_snapshot(service: "SparkJobs", repo: RunRepository, snapshot: Snapshot
     marker.write_text(json.dumps({"digest": snapshot.digest}))
 
 
-def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver") -> tuple[RunRepository, SubmitPlan, Target]:
+def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver", *, dry_run: bool = False
+            ) -> tuple[RunRepository, SubmitPlan, Target]:
     settings = load_run_settings(request.project_dir, request.config, service.environ)
     if request.rerun is None:
         named = _named_script(settings.project.root, request.script_base, request.script)
@@ -156,6 +158,7 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
         always_include=settings.config_files,
     )
     script = _script_in_project(settings, script, snapshot)
+    environment = _environment(service, settings, observer, dry_run)
     run_id = new_run_id()
     workdir = service.home / "work" / run_id
     locations = target.locations(settings, workdir, run_id)
@@ -165,8 +168,30 @@ def prepare(service: "SparkJobs", request: "RunRequest", observer: "RunObserver"
     # The run's own storage wins over an attachStorage entry for the same account.
     secrets = {**_attached(service, settings), **target.hadoop_secrets(settings)}
     masked = tuple(dict.fromkeys((*known_secrets(service.environ), *secrets.values())))
-    plan = SubmitPlan(run_id, settings, snapshot, script, inputs.args, env, conf, workdir, secrets, masked, inputs=inputs)
+    plan = SubmitPlan(run_id, settings, snapshot, script, inputs.args, env, conf, workdir, secrets, masked, inputs=inputs,
+                      environment=environment)
     return repo, plan, target
+
+
+def _environment(service: "SparkJobs", settings: RunSettings, observer: "RunObserver", dry_run: bool
+                 ) -> "BuiltEnvironment | None":
+    """The run's Python dependencies, built here (or found built) before anything is written;
+    a dry run builds nothing and shows the environment only when it is already built."""
+    if not (settings.requirements_file or settings.conda_dependencies_file):
+        return None  # the common case loads none of the environment modules
+    from .environments.build import environment_for, known_environment
+
+    if dry_run:
+        return known_environment(settings, service.home)
+    return environment_for(settings, service.home, observer.on_event)
+
+
+def _run_environment(plan: SubmitPlan) -> RunEnvironment | None:
+    built = plan.environment
+    if built is None:
+        return None
+    return RunEnvironment(built.digest, built.python_version, built.platform,
+                          tuple(f"{p.name}=={p.version}" for p in built.packages))
 
 
 def _attached(service: "SparkJobs", settings: RunSettings) -> dict[str, str]:
@@ -239,6 +264,10 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
                 _save_snapshot(service, repo, plan.snapshot, observer)
             elif not SnapshotStore(repo.store).is_complete(plan.snapshot.digest):  # rerun into another store
                 SnapshotStore(repo.store).save(plan.snapshot)
+            if plan.environment is not None:
+                from .environments.build import store_environment
+
+                store_environment(plan.environment, repo.store)
             if plan.inputs is not None:
                 stage_inputs(repo.store, plan.inputs, observer.on_event)
         settings = plan.settings
@@ -256,6 +285,7 @@ def execute_run(service: "SparkJobs", request: "RunRequest", observer: "RunObser
             details=details,
             owner=ProcessIdentity.current(),
             inputs=plan.inputs.records if plan.inputs else (),
+            environment=_run_environment(plan),
         )
         try:
             repo.save(record)

@@ -29,7 +29,7 @@ from .errors import RunNotFound, RunRecordError, StorageError, UnsafePathError
 from .liveness import ProcessIdentity
 from .storage.base import Store, check_key
 
-__all__ = ["RunStatus", "Artifact", "RunRecord", "RunRepository", "new_run_id", "utc_now"]
+__all__ = ["RunStatus", "Artifact", "RunEnvironment", "RunRecord", "RunRepository", "new_run_id", "utc_now"]
 
 RUNS = "runs"
 log = logging.getLogger(__name__)
@@ -57,6 +57,33 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class RunEnvironment:
+    """The Python dependencies a run shipped (issue 12): the environment's digest, what it was
+    built for, and every package as ``name==version``."""
+
+    digest: str
+    python_version: str
+    platform: str
+    packages: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "packages": list(self.packages)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> "RunEnvironment | None":
+        if data is None:
+            return None
+        return cls(data["digest"], data["python_version"], data["platform"], tuple(data.get("packages", ())))
+
+
+def _is_environment(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, dict) and all(_is_text(value.get(k)) for k in ("digest", "python_version", "platform"))
+        and _texts(value.get("packages", []))
+    )
+
+
+@dataclass(frozen=True)
 class RunRecord:
     id: str
     project: str
@@ -81,6 +108,7 @@ class RunRecord:
     # Earlier runs' artifacts the args referenced (run:ID/outputs/x): each {"reference", "run",
     # "path", "resolved"}, so lineage shows where an input came from.
     inputs: tuple[dict[str, str], ...] = ()
+    environment: RunEnvironment | None = None  # the Python dependencies it ran with; None: none declared
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,6 +118,7 @@ class RunRecord:
         data["artifacts"] = [asdict(a) for a in self.artifacts]
         data["failed_artifacts"] = list(self.failed_artifacts)
         data["inputs"] = [dict(item) for item in self.inputs]
+        data["environment"] = self.environment.to_json() if self.environment else None
         return data
 
     @classmethod
@@ -119,6 +148,7 @@ class RunRecord:
             metrics=dict(values["metrics"]),
             params=dict(values["params"]),
             inputs=tuple(dict(item) for item in values["inputs"]),
+            environment=RunEnvironment.from_json(values["environment"]),
         )
 
     def finished(self, status: RunStatus, exit_code: int | None, **changes: Any) -> "RunRecord":
@@ -189,6 +219,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
     "params": (lambda v: isinstance(v, dict), "an object", {}),
     "inputs": (lambda v: isinstance(v, list) and all(isinstance(i, dict) and all(_is_text(x) for x in i.values()) for i in v),
                "a list of objects of strings", []),
+    "environment": (_is_environment, "null or an object with digest, python_version, platform and packages", None),
 }
 
 

@@ -28,6 +28,8 @@ from .storage.local import LocalStore
 if TYPE_CHECKING:
     from .history import RunComparison, RunPage
     from .reproduce import RestoreResult
+    from .environments.ops import EnvironmentInfo
+    from .targets.base import SubmitPlan
 
 __all__ = ["SparkJobs", "RunRequest", "RunObserver", "Interrupt", "Rerun"]
 log = logging.getLogger(__name__)
@@ -263,7 +265,7 @@ class SparkJobs:
         """What ``run`` would do, for --dry-run: nothing is submitted or recorded; secrets are ***."""
         from .run_flow import prepare
 
-        repo, plan, target = prepare(self, request, RunObserver())
+        repo, plan, target = prepare(self, request, RunObserver(), dry_run=True)
         return {
             "run_id": plan.run_id,
             "project": plan.settings.project.name,
@@ -273,6 +275,7 @@ class SparkJobs:
             "script": plan.script,
             "args": list(plan.args),
             "inputs": list(plan.inputs.records) if plan.inputs else [],
+            "environment": _described_environment(plan),
             "env": dict(plan.env),
             "spark_conf": dict(plan.spark_conf),
             "hadoop_secrets": {key: "***" for key in plan.hadoop_secrets},
@@ -304,12 +307,34 @@ class SparkJobs:
 
         return reattach(self, project_dir, run_id, observer or RunObserver())
 
+    # ---- environments (issue 12) ------------------------------------------------------------
+    def build_environment(self, project_dir: Path, config: str, say: Callable[[str], None] | None = None
+                          ) -> "EnvironmentInfo":
+        """Build run configuration ``config``'s Python environment ahead of a run and store it."""
+        from .environments.ops import build
+
+        return build(self, project_dir, config, say or (lambda message: None))
+
+    def show_environment(self, project_dir: Path, config: str) -> "EnvironmentInfo":
+        """The environment a run of ``config`` would use; nothing is built."""
+        from .environments.ops import show
+
+        return show(self, project_dir, config)
+
     def recover(self, project_dir: Path | None, run_id: str, observer: RunObserver | None = None) -> RunRecord:
         """Settle a lost run (its sparkjobs process died) or store a record that could not be
         stored when its run ended."""
         from .run_flow import recover
 
         return recover(self, project_dir, run_id, observer or RunObserver())
+
+
+def _described_environment(plan: "SubmitPlan") -> dict | None:
+    built = plan.environment
+    if built is None:
+        return None
+    return {"digest": built.digest, "python_version": built.python_version, "platform": built.platform,
+            "packages": [f"{p.name}=={p.version}" for p in built.packages], "archive": str(built.archive)}
 
 
 def _files_to_write(plan: list[tuple[Artifact, Path]], dest: Path, overwrite: bool) -> list[tuple[Artifact, Path]]:

@@ -241,7 +241,9 @@ def test_usage_errors_never_show_internal_names(tmp_path):
         ("artifacts", "download"): "Error: The following arguments are required: RUN_ID.",
         ("runs", "show"): "Error: The following arguments are required: RUN_ID.",
         ("runs", "bogus"): "Error: 'bogus' is not a 'sparkjobs runs' command; choose from list, compare, show, attach, recover.",
-        ("bogus",): "Error: 'bogus' is not a 'sparkjobs' command; choose from run, rerun, restore, runs, artifacts, ui, init.",
+        ("bogus",): "Error: 'bogus' is not a 'sparkjobs' command; choose from run, rerun, restore, runs, artifacts, env, ui, init.",
+        ("env", "build"): "Error: The following arguments are required: -c/--config.",
+        ("env", "bogus"): "Error: 'bogus' is not a 'sparkjobs env' command; choose from build, show.",
         ("restore", "abc"): "Error: The following arguments are required: -o/--output.",
         ("run", "hello.py"): "Error: The following arguments are required: -c/--config.",
         ("runs", "list", "--limit", "-1"): "Error: Argument --limit: must be 0 or more, not -1.",
@@ -274,4 +276,6 @@ def test_every_option_and_argument_has_help_text():
             if isinstance(action, argparse._SubParsersAction):
                 missing += [f"{path} {choice.dest}" for choice in action._choices_actions if not choice.help]
     assert missing == []
-    assert commands == 14  # sparkjobs, run, rerun, restore, runs (list compare show attach recover), artifacts (download), ui, init
+    # sparkjobs, run, rerun, restore, runs (list compare show attach recover), artifacts (download), env (build show),
+    # ui, init
+    assert commands == 17

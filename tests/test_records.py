@@ -42,6 +42,9 @@ SHAPES = {
     "args a number": _edited(args=5),
     "status unknown": _edited(status="exploded"),
     "details not strings": _edited(details={"runconfig": ["local"]}),
+    "environment not an object": _edited(environment="abc"),
+    "environment packages not strings": _edited(environment={"digest": "d", "python_version": "3.8",
+                                                             "platform": "manylinux2014_x86_64", "packages": [1]}),
     "artifact path escapes": _edited(artifacts=[{"path": "outputs/../../x", "size": 1, "sha256": "0" * 64}]),
     "id of another run": lambda record: json.dumps(record).encode(),  # a copy, in the wrong folder
 }
