@@ -20,6 +20,8 @@ from pathlib import Path
 
 from sparkjobs import run_flow
 from sparkjobs.environments import DEFAULT_PLATFORM, BuiltEnvironment, ResolvedPackage
+from sparkjobs.environments.store import manifest_of
+from sparkjobs.storage.base import sha256_file
 from sparkjobs.service import RunObserver, RunRequest, SparkJobs
 
 __all__ = ["PINS", "JOB", "build_environment", "give_environment", "run_in_process", "job_result"]
@@ -70,7 +72,10 @@ def build_environment(folder: Path, *, python: str = PYTHON, claimed: str | None
     # As the build side's digest, it covers the Python the wheels are for (here: the one claimed).
     digest = hashlib.sha256(archive.read_bytes() + (claimed or python).encode()).hexdigest()
     packages = tuple(ResolvedPackage(pin.split("==")[0], pin.split("==")[1], "") for pin in PINS)
-    return BuiltEnvironment(digest, claimed or python, DEFAULT_PLATFORM, packages, archive, unpacked, "requirements.txt")
+    built = BuiltEnvironment(digest, claimed or python, DEFAULT_PLATFORM, packages, archive, unpacked, "requirements.txt")
+    # The manifest the build side keeps beside its archive, which storing the environment reads.
+    (folder / "manifest.json").write_text(json.dumps(manifest_of(built, sha256_file(archive))))
+    return built
 
 
 def give_environment(monkeypatch, environment: BuiltEnvironment) -> None:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import make_project, write
-from shipped_env import JOB, build_environment, give_environment, job_result, run_in_process
+from helpers import cli_json, make_project, write
+from shipped_env import JOB, PINS, build_environment, give_environment, job_result, run_in_process
 
 from sparkjobs.runs import RunStatus
 from sparkjobs.service import RunRequest, SparkJobs
@@ -77,6 +77,25 @@ def _assert_shipped(result: dict, environment, executor_folder: str) -> None:
         assert row["packer"] == "msgpack._cmsgpack", row
         assert row["roundtrip"][1] == "x" and row["table"].endswith("x")
     assert result["driver"]["pid"] not in {row["pid"] for row in result["executors"]}
+
+
+@pytest.mark.spark
+def test_a_requirements_file_runs_through_the_cli_with_its_packages_on_the_executors(tmp_path):
+    """End to end: the build side resolves requirements.txt with pip, and the run ships it."""
+    root = make_project(tmp_path / "proj", tmp_path / "share")
+    write(root / "requirements.txt", "\n".join(PINS) + "\n")
+    runconfig = root / "aml_config" / "local.runconfig"
+    runconfig.write_text(runconfig.read_text() + "RequirementsFile: requirements.txt\n")
+    write(root / "job.py", JOB)
+    environ = {**os.environ, "SPARKJOBS_HOME": str(tmp_path / "home")}
+    environ.pop("SPARKJOBS_HISTORY", None)
+    done, record = cli_json("run", "-c", "local", "--json", "--project", str(root), "job.py", env=environ)
+    assert done.returncode == 0 and record["status"] == "completed", done.stderr[-4000:]
+    assert record["environment"]["packages"] == list(PINS)
+    result = job_result(done.stderr.splitlines())
+    for row in (result["driver"], *result["executors"]):
+        assert "/unpacked/msgpack/__init__.py" in row["msgpack"] and str(tmp_path / "home") in row["msgpack"], row
+    assert all(row["packer"] == "msgpack._cmsgpack" for row in result["executors"])
 
 
 def test_the_test_process_lacks_the_packages():

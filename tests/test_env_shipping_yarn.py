@@ -2,7 +2,7 @@
 real YARN (the session's HDInsight in a box, tests/plugins/hdinsight.py).
 
 Three YARN applications, all in this module because each costs a minute: a first run (the
-archive is uploaded once, to ``environments/<digest>.tar.gz``, and given in the batch's
+archive is uploaded once, to ``environments/<digest>/archive.tar.gz``, and given in the batch's
 ``archives``; the driver in the application master and the executors import msgpack's C
 extension and tabulate from it), a second run of the same environment (nothing uploaded: the
 bytes this machine sends to Azurite are counted by a relay in front of it), and a run whose
@@ -76,7 +76,7 @@ def test_yarn_driver_and_executors_import_from_the_archive_uploaded_once(yarn, t
             assert "/sparkjobs_env/tabulate/__init__.py" in row["tabulate"] and row["table"].endswith("x"), row
             assert row["msgpack"].split("/sparkjobs_env/")[0] != result["driver"]["msgpack"].split("/sparkjobs_env/")[0]
     stored = [blob.name for blob in yarn["container"].list_blobs(name_starts_with="team/environments/")]
-    assert stored == [f"team/environments/{environment.digest}.tar.gz"]
+    assert stored == [f"team/environments/{environment.digest}/{name}" for name in ("COMPLETE", "archive.tar.gz", "manifest.json")]
 
 
 def test_a_second_run_with_the_same_environment_uploads_nothing(yarn, two_runs):

@@ -6,8 +6,10 @@ twice: the snapshot is content-addressed and the bootstrap is named by its diges
     objects/<ab>/<sha256>, snapshots/<digest>/...   the snapshot (snapshot_store.py)
     bootstrap/<sha16>/driver.py                     Livy's ``file``: the bootstrap program
     bootstrap/<sha16>/sparkjobs-runtime.zip         ``pyFiles``: what ``from sparkjobs import context`` needs
-    environments/<digest>.tar.gz                    ``archives``: the run's Python dependencies, if
-                                                    it declares any (shipping.py), once per digest
+    environments/<digest>/archive.tar.gz            ``archives``: the run's Python dependencies, if
+                                                    it declares any (shipping.py), once per digest,
+                                                    its manifest and COMPLETE marker beside it
+                                                    (environments/store.py)
     runs/<id>/launch.json                           the launch spec, the batch's only argument
     runs/<id>/_credentials.json                     Hadoop keys for the driver; deleted by the
                                                     bootstrap once read and by the target when
@@ -41,7 +43,7 @@ from pathlib import Path
 from livy import Batch, BatchRequest, BatchState, Cadence, LivyClient
 
 from ..config import RunSettings
-from ..environments import ARCHIVE_ALIAS
+from ..environments import ARCHIVE_ALIAS, BuiltEnvironment
 from ..credentials import (
     StorageCredentials,
     driver_credentials,
@@ -61,7 +63,7 @@ from .ambari import ClusterStorage, default_storage
 from .base import Execution, JobLocations, SubmitPlan, Target
 from .cluster_access import StorageAccess
 from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
-from .shipping import ENVIRONMENT_KEY, EXECUTOR_PATH, launch_environment, with_python_path
+from .shipping import EXECUTOR_PATH, launch_environment, with_python_path
 
 __all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
 
@@ -156,6 +158,10 @@ class LivyTarget(Target):
     def job_storage(self, settings: RunSettings) -> tuple[StorageLocation, Store]:
         return self._location(settings), self._open_store(settings)
 
+    def upload_environment(self, settings: RunSettings, environment: BuiltEnvironment) -> int:
+        """Put an environment in the cluster's storage ahead of a run (``env build``); the bytes sent."""
+        return _save_environment(self._open_store(settings), environment)
+
     # ---- what is sent ------------------------------------------------------------------
     def _launch_spec(self, plan: SubmitPlan, files: RunFiles) -> dict:
         where = self._location(plan.settings)
@@ -188,7 +194,7 @@ class LivyTarget(Target):
         conf["spark.yarn.maxAppAttempts"] = "1"
         archives: list[str] = []
         if plan.environment is not None:
-            archives.append(f"{where.uri(_environment_key(plan), folder=False)}#{ARCHIVE_ALIAS}")
+            archives.append(f"{where.uri(_archive_key(plan.environment), folder=False)}#{ARCHIVE_ALIAS}")
             conf = with_python_path(conf, _PYTHON_PATH_KEYS, EXECUTOR_PATH)
         return BatchRequest(
             file=where.uri(bootstrap.driver_key, folder=False),
@@ -257,8 +263,8 @@ class LivyTarget(Target):
             lambda: store.put_bytes(files.launch_spec, spec),
         ]
         if plan.environment is not None:
-            archive = plan.environment.archive
-            jobs.append(lambda: _put_once(store, _environment_key(plan), archive))
+            environment = plan.environment
+            jobs.append(lambda: _save_environment(store, environment))
         if plan.hadoop_secrets:
             def put_credentials() -> None:
                 store.put_json(files.credentials, driver_credentials(plan.hadoop_secrets))
@@ -368,9 +374,11 @@ class LivyTarget(Target):
             for what, key, size, present in pieces
         ]
         if plan.environment is not None:
-            key = _environment_key(plan)
-            uploads.append({"what": "python environment", "to": where.uri(key, folder=False),
-                            "bytes": plan.environment.archive.stat().st_size, "already_stored": store.exists(key)})
+            from ..environments.store import EnvironmentStore
+
+            uploads.append({"what": "python environment", "to": where.uri(_archive_key(plan.environment), folder=False),
+                            "bytes": plan.environment.archive.stat().st_size,
+                            "already_stored": EnvironmentStore(store).is_complete(plan.environment.digest)})
         uploads.append({"what": "launch spec", "to": where.uri(files.launch_spec, folder=False), "bytes": len(json.dumps(spec, indent=2))})
         if plan.hadoop_secrets:
             uploads.append({"what": "credentials", "to": where.uri(files.credentials, folder=False),
@@ -411,9 +419,18 @@ def batch_name(run_id: str) -> str:
     return f"sparkjobs-{run_id}"
 
 
-def _environment_key(plan: SubmitPlan) -> str:
-    assert plan.environment is not None
-    return ENVIRONMENT_KEY.format(digest=plan.environment.digest)
+def _archive_key(environment: BuiltEnvironment) -> str:
+    from ..environments.store import EnvironmentStore  # lazy: most runs declare no dependencies
+
+    return EnvironmentStore.archive_key(environment.digest)
+
+
+def _save_environment(store: Store, environment: BuiltEnvironment) -> int:
+    """Upload the environment unless its COMPLETE marker is there: one round trip when it is.
+    The marker goes last, so an upload cut short is redone whole, never used half-written."""
+    from ..environments.store import EnvironmentStore
+
+    return EnvironmentStore(store).save(environment).uploaded_bytes
 
 
 def _put_once(store: Store, key: str, path: Path) -> None:

@@ -25,13 +25,11 @@ from collections.abc import Mapping
 
 from ..environments import ARCHIVE_ALIAS, BuiltEnvironment
 
-__all__ = ["ENVIRONMENT_KEY", "EXECUTOR_PATH", "launch_environment", "with_archive", "with_python_path"]
+__all__ = ["EXECUTOR_PATH", "launch_environment", "with_archive", "with_python_path"]
 
 #: Where an environment shipped as an archive is on a cluster node: YARN and Spark unpack
 #: ``URI#sparkjobs_env`` as this folder in the container's (executor's) working folder.
 EXECUTOR_PATH = f"./{ARCHIVE_ALIAS}"
-#: Where cluster storage keeps built environments, one object per digest.
-ENVIRONMENT_KEY = "environments/{digest}.tar.gz"
 
 
 def launch_environment(environment: BuiltEnvironment, path: str) -> dict[str, str]:

@@ -124,10 +124,9 @@ def _preview(scope: Scope, record: RunRecord, path: str, folder: bool) -> dict[s
 
 def _packages(record: RunRecord) -> list[tuple[str, str]]:
     """The run's Python dependencies as (name, version), from the record's ``name==version``."""
-    environment = getattr(record, "environment", None)
-    if environment is None:
+    if record.environment is None:
         return []
-    return [(name, version) for name, _, version in (p.partition("==") for p in environment.packages)]
+    return [(name, version) for name, _, version in (p.partition("==") for p in record.environment.packages)]
 
 
 def _lineage(item: dict[str, str]) -> dict[str, str]:
