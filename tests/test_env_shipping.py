@@ -162,3 +162,18 @@ def test_spark_cluster_executors_import_from_the_shipped_archive(project, enviro
     # Each executor unpacked spark.archives in its own working folder, as ./sparkjobs_env.
     _assert_shipped(result, environment, "sparkjobs_env")
     assert not any(str(environment.unpacked) in row["msgpack"] for row in result["executors"])
+
+
+def test_the_launch_spec_refuses_a_malformed_environment():
+    from sparkjobs.bootstrap.spec import BootstrapError, LaunchSpec
+
+    base = {"version": 1, "run_id": "r", "script": "job.py"}
+    spec = LaunchSpec.from_json({**base, "environment": {"path": "sparkjobs_env", "python": "3.11", "digest": "ab"}})
+    assert spec.environment is not None and spec.environment.python == "3.11"
+    assert LaunchSpec.from_json({**base, "environment": None}).environment is None
+    for bad, said in (({"path": "x", "python": "3.11"}, 'environment must be null or {"path"'),
+                      ({"path": "x", "python": "3", "digest": "ab"}, "environment.python must be a major.minor"),
+                      ("sparkjobs_env", 'environment must be null or {"path"')):
+        with pytest.raises(BootstrapError, match="The launch spec is invalid") as raised:
+            LaunchSpec.from_json({**base, "environment": bad})
+        assert said in str(raised.value)
