@@ -177,3 +177,36 @@ def test_the_launch_spec_refuses_a_malformed_environment():
         with pytest.raises(BootstrapError, match="The launch spec is invalid") as raised:
             LaunchSpec.from_json({**base, "environment": bad})
         assert said in str(raised.value)
+
+
+def test_env_build_uploads_to_the_cluster_storage_once_and_a_dry_run_sees_it_there(tmp_path):
+    """``env build -c`` a cluster compute puts the environment where its runs read it; no Livy is
+    asked (the compute's ``storage`` is a folder here, so nothing but pip is reached)."""
+    root = make_project(tmp_path / "proj", tmp_path / "share")
+    store = tmp_path / "cluster-store"
+    write(root / "aml_config" / "hdi.compute", f"type: cluster\nlivy: http://127.0.0.1:1\nstorage: {store.as_uri()}\n")
+    write(root / "aml_config" / "hdi.runconfig", 'Target: hdi\nFramework: PySpark\nArgumentVector: ["$file"]\n'
+                                                 "RequirementsFile: requirements.txt\n")
+    write(root / "requirements.txt", "\n".join(PINS) + "\n")
+    write(root / "job.py", JOB)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SPARKJOBS_", "AZURE_STORAGE"))}
+    environ["SPARKJOBS_HOME"] = str(tmp_path / "home")
+    done, first = cli_json("env", "build", "-c", "hdi", "--json", "--project", str(root), env=environ)
+    assert done.returncode == 0, done.stderr
+    digest = first["digest"]
+    archive = store / "environments" / digest / "archive.tar.gz"
+    assert first["shipped_bytes"] > archive.stat().st_size > 0
+    assert (store / "environments" / digest / "COMPLETE").is_file()
+    done, again = cli_json("env", "build", "-c", "hdi", "--json", "--project", str(root), env=environ)
+    assert done.returncode == 0 and again["digest"] == digest and again["shipped_bytes"] == 0, done.stderr
+    done, described = cli_json("run", "-c", "hdi", "--dry-run", "--project", str(root), "job.py", env=environ)
+    assert done.returncode == 0, done.stderr
+    request = described["submit"]["request"]
+    assert request["archives"] == [f"{archive.as_uri()}#sparkjobs_env"]
+    assert request["conf"]["spark.yarn.appMasterEnv.PYTHONPATH"] == "./sparkjobs_env"
+    assert request["conf"]["spark.executorEnv.PYTHONPATH"] == "./sparkjobs_env"
+    assert described["submit"]["launch_spec"]["environment"] == {"path": "sparkjobs_env", "python": first["python_version"],
+                                                                 "digest": digest}
+    shipped = [u for u in described["submit"]["uploads"] if u["what"] == "python environment"]
+    assert shipped == [{"what": "python environment", "to": archive.as_uri(), "bytes": archive.stat().st_size,
+                        "already_stored": True}]
