@@ -138,6 +138,7 @@ def test_a_python_mismatch_fails_with_one_error_naming_both_versions(tmp_path, e
     assert len(said) == 1, "\n".join(lines)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert f"the driver runs Python {here}" in said[0] and f"pythonVersion: \"{here}\"" in said[0]
+    assert record.error is not None and said[0].endswith(record.error), record.error  # the record says it too
     assert not any("ImportError" in line or "Traceback" in line for line in lines), "\n".join(lines)
     assert not any(line.startswith("RESULT ") for line in lines)
 

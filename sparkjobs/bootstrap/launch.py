@@ -20,11 +20,14 @@ lose a run's outputs::
      "exit_uri": "wasbs://.../runs/ID/exit.json" | null,
      "metrics_uri": "wasbs://.../runs/ID/metrics.jsonl" | "/local/path" | null,
      "params_uri": "wasbs://.../runs/ID/params.jsonl" | "/local/path" | null,
-     "environment": {"path": "sparkjobs_env" | "/local/unpacked", "python": "3.11", "digest": "..."} | null}
+     "environment": {"path": "sparkjobs_env" | "/local/unpacked", "python": "3.11", "digest": "..."} | null,
+     "error_path": "/local/work/bootstrap-error.txt" | null}
 
 ``environment`` is the run's Python dependencies (``environment.py``): checked against this
 interpreter first of all, then put on ``sys.path``. A mismatch, or a missing folder, is a
-bootstrap error (exit 2), and its message is also written to the exit file as ``error``.
+bootstrap error (exit 2), and its message is also written to the exit file as ``error``, and to
+``error_path`` (plain file operations: the local and spark targets, whose driver runs here), so the
+run record says it rather than only "exited with code 2".
 
 The snapshot comes one of three ways: neither key (the cwd already is the snapshot: the local
 target), ``snapshot_archive`` (a zip in pyFiles), or ``snapshot_manifest`` (a content-addressed
@@ -227,6 +230,12 @@ def main(argv: list[str]) -> int:
             code = _launch(spec, spark, work, digests, mask, failure)
         if spec.exit_uri:
             _write_exit(spec, code, digests, spark, work, failure)
+        if spec.error_path and failure:
+            try:
+                with open(spec.error_path, "w", encoding="utf-8") as handle:
+                    handle.write(failure[0])
+            except OSError as exc:  # the message is in the output already; the record says less
+                say(f"could not save the error to {spec.error_path}: {brief(exc)}")
         return code
     finally:
         os.chdir(start_dir)

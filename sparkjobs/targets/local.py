@@ -15,7 +15,7 @@ from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
 from .base import Execution, JobLocations, SubmitPlan, Target
 from .shipping import launch_environment
-from .submit_process import EXIT_FILE, ProcessExecution
+from .submit_process import BOOTSTRAP_ERROR_FILE, EXIT_FILE, ProcessExecution
 
 __all__ = ["LocalTarget", "package_resolution", "spark_submit_argv", "write_private_json", "shared_folder"]
 
@@ -107,6 +107,7 @@ class LocalTarget(Target):
             # The driver runs here: the script's context appends to these, and the finisher stores them.
             "metrics_uri": str(plan.workdir / METRICS_FILE),
             "params_uri": str(plan.workdir / PARAMS_FILE),
+            "error_path": str(plan.workdir / BOOTSTRAP_ERROR_FILE),
         }
         if plan.environment is not None:
             spec["environment"] = launch_environment(plan.environment, str(plan.environment.unpacked))
