@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from helpers import cli, cli_json
-from ui_runs import FAILED, HOSTILE, NEW, OLD, XSS, UiProcess, make_ui_store, ui_env
+from ui_runs import ENVIRONMENT, FAILED, HOSTILE, NEW, OLD, XSS, UiProcess, make_ui_store, ui_env
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -82,6 +82,20 @@ def test_every_page_has_a_json_twin_that_agrees_with_the_cli(served):
     assert rows[("config", "local.compute: master")]["values"] == ["local[1]", "local[2]"]
     assert ("file", "outputs/predictions.csv") not in rows  # same contents in both runs
     assert rows[("file", "outputs/model.pkl")]["differs"]
+
+
+def test_the_run_page_shows_the_python_environment_it_shipped(served):
+    store, ui = served
+    status, _, body = _get(ui, f"/runs/{NEW}")
+    page = body.decode()
+    assert status == 200
+    assert f'title="{ENVIRONMENT.digest}">{ENVIRONMENT.digest[:16]}</span>' in page
+    assert "Python 3.8, manylinux2014_x86_64" in page
+    assert '<tr><th>msgpack</th><td class="mono">1.0.8</td></tr><tr><th>tabulate</th><td class="mono">0.9.0</td></tr>' in page
+    twin = json.loads(_get(ui, f"/runs/{NEW}.json")[2])["run"]["environment"]
+    assert twin == {"digest": ENVIRONMENT.digest, "python_version": "3.8", "platform": "manylinux2014_x86_64",
+                    "packages": ["msgpack==1.0.8", "tabulate==0.9.0"]}
+    assert "Python packages" not in _get(ui, f"/runs/{OLD}")[2].decode()  # it declared none
 
 
 def test_filters_sort_and_pages_live_in_the_query_string(served):

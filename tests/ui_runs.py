@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparkjobs.runs import Artifact, RunRecord, RunRepository, RunStatus
+from sparkjobs.runs import Artifact, RunEnvironment, RunRecord, RunRepository, RunStatus
 from sparkjobs.snapshot import build_snapshot
 from sparkjobs.snapshot_store import SnapshotStore
 from sparkjobs.storage.local import LocalStore
@@ -25,6 +25,8 @@ from sparkjobs.storage.local import LocalStore
 from helpers import make_project, write
 
 XSS = "<script>alert('x')</script>"
+#: The Python dependencies run NEW shipped (issue 12).
+ENVIRONMENT = RunEnvironment("9f" * 32, "3.8", "manylinux2014_x86_64", ("msgpack==1.0.8", "tabulate==0.9.0"))
 OLD, NEW, FAILED, HOSTILE, RUNNING = (
     "20261201T090000000Z-aaaaaa", "20261201T100000000Z-bbbbbb", "20261201T110000000Z-cccccc",
     "20261201T120000000Z-dddddd", "20261201T130000000Z-eeeeee",
@@ -57,7 +59,8 @@ class UiStore:
     def add_run(self, run_id: str, *, status: RunStatus = RunStatus.COMPLETED, script: str = "train.py",
                 args: tuple[str, ...] = (), target: str = "local", metrics: dict | None = None,
                 series: dict[str, list] | None = None, params: dict | None = None, outputs: dict[str, bytes] | None = None,
-                log: str = "", snapshot: str = "", inputs: tuple = (), error: str | None = None) -> RunRecord:
+                log: str = "", snapshot: str = "", inputs: tuple = (), error: str | None = None,
+                environment: RunEnvironment | None = None) -> RunRecord:
         prefix = self.repo.run_prefix(run_id)
         artifacts = []
         for path, data in (outputs or {}).items():
@@ -75,7 +78,7 @@ class UiStore:
             id=run_id, project="demo", target=target, script=script, args=args, status=status, started_at=started,
             snapshot=snapshot, ended_at=ended, exit_code=None if ended is None else (0 if status is RunStatus.COMPLETED else 3),
             artifacts=tuple(artifacts), log=self.repo.log_key(run_id), error=error, metrics=metrics or {},
-            params=params or {}, inputs=tuple(inputs),
+            params=params or {}, inputs=tuple(inputs), environment=environment,
         )
         self.repo.save(record)
         return record
@@ -111,6 +114,7 @@ def make_ui_store(tmp: Path) -> UiStore:
                         "outputs/numbers/part-00000.csv": b"n\n1\n2\n", "outputs/numbers/_SUCCESS": b""},
                inputs=({"reference": f"run:{OLD}/outputs/model.pkl", "run": OLD, "path": "outputs/model.pkl",
                         "resolved": str(ui.home / "runs" / OLD / "outputs" / "model.pkl")},),
+               environment=ENVIRONMENT,
                log="".join(f"epoch {n}: accuracy {0.6 + n / 20:.2f}\n" for n in range(8)))
     ui.add_run(FAILED, status=RunStatus.FAILED, script="fail.py", target="cluster", snapshot=old_snapshot,
                error="The job exited with code 3.", log="Traceback (most recent call last):\nValueError: bad data\n")

@@ -19,7 +19,15 @@ lose a run's outputs::
      "credentials_uri": "wasbs://.../runs/ID/_credentials.json" | null,
      "exit_uri": "wasbs://.../runs/ID/exit.json" | null,
      "metrics_uri": "wasbs://.../runs/ID/metrics.jsonl" | "/local/path" | null,
-     "params_uri": "wasbs://.../runs/ID/params.jsonl" | "/local/path" | null}
+     "params_uri": "wasbs://.../runs/ID/params.jsonl" | "/local/path" | null,
+     "environment": {"path": "sparkjobs_env" | "/local/unpacked", "python": "3.11", "digest": "..."} | null,
+     "error_path": "/local/work/bootstrap-error.txt" | null}
+
+``environment`` is the run's Python dependencies (``environment.py``): checked against this
+interpreter first of all, then put on ``sys.path``. A mismatch, or a missing folder, is a
+bootstrap error (exit 2), and its message is also written to the exit file as ``error``, and to
+``error_path`` (plain file operations: the local and spark targets, whose driver runs here), so the
+run record says it rather than only "exited with code 2".
 
 The snapshot comes one of three ways: neither key (the cwd already is the snapshot: the local
 target), ``snapshot_archive`` (a zip in pyFiles), or ``snapshot_manifest`` (a content-addressed
@@ -87,6 +95,7 @@ import tempfile
 from .access import cluster_access, credential_host
 from .console import brief, count, say
 from .drivelog import driver_log
+from .environment import activate
 from .hadoop import Spark, read_json
 from .logged import logged_files
 from .outputs import ship_outputs
@@ -157,14 +166,19 @@ def _delete_credentials(uri: str, spark: Spark) -> None:
         say(f"could not delete the credentials file {uri}: {brief(exc)}; delete it by hand.")
 
 
-def _launch(spec: LaunchSpec, spark: Spark, work: str, digests: dict[str, str], mask: list[bytes]) -> int:
-    """Steps 1 to 6: credentials, snapshot, environment, script, outputs."""
+def _launch(spec: LaunchSpec, spark: Spark, work: str, digests: dict[str, str], mask: list[bytes],
+            failure: list[str]) -> int:
+    """Steps 1 to 6: Python dependencies, credentials, snapshot, environment, script, outputs.
+    ``failure`` receives the bootstrap's own error, if it stops the run."""
     try:
+        if spec.environment is not None:
+            say(f"Python dependencies {spec.environment.digest[:12]} from {activate(spec.environment)}")
         if spec.credentials_uri:
             _apply_credentials(spec.credentials_uri, spark, mask)
         root = prepare_snapshot(spec, spark, work)
     except BootstrapError as exc:
         say(str(exc))
+        failure.append(str(exc))
         return EXIT_BOOTSTRAP
     os.environ.update(spec.env)
     outputs = os.path.abspath("outputs")  # absolute: the script may chdir
@@ -179,12 +193,16 @@ def _launch(spec: LaunchSpec, spark: Spark, work: str, digests: dict[str, str], 
     return code
 
 
-def _write_exit(spec: LaunchSpec, code: int, digests: dict[str, str], spark: Spark, work: str) -> None:
+def _write_exit(spec: LaunchSpec, code: int, digests: dict[str, str], spark: Spark, work: str,
+                failure: list[str]) -> None:
     """Record the exit code in storage, after the log and outputs: a submitter that finds this
     file knows how the run ended even when Livy has forgotten the batch."""
     local = os.path.join(work, "exit.json")
+    record: dict = {"run_id": spec.run_id, "exit_code": code, "outputs_sha256": digests}
+    if failure:
+        record["error"] = failure[0]  # why the bootstrap stopped the run, for the run record
     with open(local, "w", encoding="utf-8") as handle:
-        json.dump({"run_id": spec.run_id, "exit_code": code, "outputs_sha256": digests}, handle)
+        json.dump(record, handle)
     try:
         spark.upload(local, spec.exit_uri)
     except Exception as exc:  # OSError or Py4JJavaError: the submitter then only has Livy's word
@@ -207,10 +225,17 @@ def main(argv: list[str]) -> int:
             return EXIT_BOOTSTRAP
         digests: dict[str, str] = {}
         mask: list[bytes] = []
+        failure: list[str] = []
         with driver_log(spec.log_uri, spark, work, mask), logged_files(spec, spark, work):
-            code = _launch(spec, spark, work, digests, mask)
+            code = _launch(spec, spark, work, digests, mask, failure)
         if spec.exit_uri:
-            _write_exit(spec, code, digests, spark, work)
+            _write_exit(spec, code, digests, spark, work, failure)
+        if spec.error_path and failure:
+            try:
+                with open(spec.error_path, "w", encoding="utf-8") as handle:
+                    handle.write(failure[0])
+            except OSError as exc:  # the message is in the output already; the record says less
+                say(f"could not save the error to {spec.error_path}: {brief(exc)}")
         return code
     finally:
         os.chdir(start_dir)

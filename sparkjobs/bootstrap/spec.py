@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 __all__ = [
-    "EXIT_BOOTSTRAP", "SPEC_VERSION", "BootstrapError", "LaunchSpec", "child_uri", "is_relative_posix", "local_path",
+    "EXIT_BOOTSTRAP", "SPEC_VERSION", "BootstrapError", "EnvironmentSpec", "LaunchSpec", "child_uri", "is_relative_posix", "local_path",
 ]  # fmt: skip
 
 SPEC_VERSION = 1
@@ -22,13 +22,27 @@ EXIT_BOOTSTRAP = 2
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 _LOCATION_KEYS = (
     "snapshot_archive", "snapshot_manifest", "objects_uri", "outputs_uri", "log_uri", "credentials_uri", "exit_uri",
-    "metrics_uri", "params_uri",
+    "metrics_uri", "params_uri", "error_path",
 )
-_SPEC_KEYS = frozenset(("version", "run_id", "script", "args", "env", *_LOCATION_KEYS))
+_SPEC_KEYS = frozenset(("version", "run_id", "script", "args", "env", "environment", *_LOCATION_KEYS))
+_PYTHON = re.compile(r"^[0-9]+\.[0-9]+$")
 
 
 class BootstrapError(Exception):
     """The launch spec or a file it names cannot be used; str() says what to fix."""
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """The run's Python dependencies: a folder to put on sys.path, and what they were built for."""
+
+    path: str  # a local path, or relative to the folder the bootstrap starts in (YARN's archive)
+    python: str  # "3.11": the major.minor the wheels were chosen for
+    digest: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> EnvironmentSpec | None:
+        return None if data is None else cls(path=data["path"], python=data["python"], digest=data["digest"])
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,8 @@ class LaunchSpec:
     exit_uri: str | None = None
     metrics_uri: str | None = None
     params_uri: str | None = None
+    error_path: str | None = None  # a local file for the bootstrap's own error (the driver runs here)
+    environment: EnvironmentSpec | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> LaunchSpec:
@@ -62,6 +78,7 @@ class LaunchSpec:
             script=data["script"],
             args=tuple(data.get("args") or ()),
             env=dict(data.get("env") or {}),
+            environment=EnvironmentSpec.from_json(data.get("environment")),
             **{key: data.get(key) for key in _LOCATION_KEYS},
         )
 
@@ -81,6 +98,7 @@ def _spec_problems(data: dict[str, Any]) -> list[str]:
     env = data.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         problems.append("env must map strings to strings")
+    problems += _environment_problems(data.get("environment"))
     for key in _LOCATION_KEYS:
         if data.get(key) is not None and (not isinstance(data[key], str) or not data[key]):
             problems.append(f"{key} must be a non-empty string or null")
@@ -92,6 +110,19 @@ def _spec_problems(data: dict[str, Any]) -> list[str]:
     if data.get("snapshot_manifest") and not data.get("objects_uri"):
         problems.append("snapshot_manifest needs objects_uri, where the snapshot's file contents are")
     return problems
+
+
+def _environment_problems(environment: Any) -> list[str]:
+    if environment is None:
+        return []
+    shape = 'environment must be null or {"path": "...", "python": "X.Y", "digest": "..."}'
+    if not isinstance(environment, dict) or set(environment) != {"path", "python", "digest"}:
+        return [shape]
+    if not all(isinstance(value, str) and value for value in environment.values()):
+        return [shape]
+    if not _PYTHON.match(environment["python"]):
+        return [f"environment.python must be a major.minor version such as 3.11 (got {environment['python']!r})"]
+    return []
 
 
 def is_relative_posix(path: str) -> bool:

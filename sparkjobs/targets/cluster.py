@@ -6,6 +6,10 @@ twice: the snapshot is content-addressed and the bootstrap is named by its diges
     objects/<ab>/<sha256>, snapshots/<digest>/...   the snapshot (snapshot_store.py)
     bootstrap/<sha16>/driver.py                     Livy's ``file``: the bootstrap program
     bootstrap/<sha16>/sparkjobs-runtime.zip         ``pyFiles``: what ``from sparkjobs import context`` needs
+    environments/<digest>/archive.tar.gz            ``archives``: the run's Python dependencies, if
+                                                    it declares any (shipping.py), once per digest,
+                                                    its manifest and COMPLETE marker beside it
+                                                    (environments/store.py)
     runs/<id>/launch.json                           the launch spec, the batch's only argument
     runs/<id>/_credentials.json                     Hadoop keys for the driver; deleted by the
                                                     bootstrap once read and by the target when
@@ -39,6 +43,7 @@ from pathlib import Path
 from livy import Batch, BatchRequest, BatchState, Cadence, LivyClient
 
 from ..config import RunSettings
+from ..environments import ARCHIVE_ALIAS, BuiltEnvironment
 from ..credentials import (
     StorageCredentials,
     driver_credentials,
@@ -58,6 +63,7 @@ from .ambari import ClusterStorage, default_storage
 from .base import Execution, JobLocations, SubmitPlan, Target
 from .cluster_access import StorageAccess
 from .livy_execution import LivyExecution, RunFiles, find_batch, livy_errors
+from .shipping import EXECUTOR_PATH, launch_environment, with_python_path
 
 __all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
 
@@ -67,6 +73,9 @@ __all__ = ["DEFAULT_CADENCE", "POLL_ENV", "LivyTarget"]
 DEFAULT_CADENCE = Cadence(fast=0.5, slow=5.0, burst=10.0)
 POLL_ENV = "SPARKJOBS_LIVY_POLL_SECONDS"  # the steady interval; tests shorten it
 RUNTIME_NAME = "sparkjobs-runtime.zip"
+#: The driver runs in YARN's application master, so both it and the executors need the
+#: environment's folder on PYTHONPATH; Spark's YARN client adds its own entries after these.
+_PYTHON_PATH_KEYS = ("spark.yarn.appMasterEnv.PYTHONPATH", "spark.executorEnv.PYTHONPATH")
 log = logging.getLogger(__name__)
 
 
@@ -149,6 +158,10 @@ class LivyTarget(Target):
     def job_storage(self, settings: RunSettings) -> tuple[StorageLocation, Store]:
         return self._location(settings), self._open_store(settings)
 
+    def upload_environment(self, settings: RunSettings, environment: BuiltEnvironment) -> int:
+        """Put an environment in the cluster's storage ahead of a run (``env build``); the bytes sent."""
+        return _save_environment(self._open_store(settings), environment)
+
     # ---- what is sent ------------------------------------------------------------------
     def _launch_spec(self, plan: SubmitPlan, files: RunFiles) -> dict:
         where = self._location(plan.settings)
@@ -167,6 +180,8 @@ class LivyTarget(Target):
             "exit_uri": where.uri(files.exit, folder=False),
             "metrics_uri": where.uri(files.metrics, folder=False),
             "params_uri": where.uri(files.params, folder=False),
+            # YARN unpacks the batch's archive as ./sparkjobs_env where the driver starts.
+            "environment": launch_environment(plan.environment, ARCHIVE_ALIAS) if plan.environment else None,
         }
 
     def _request(self, plan: SubmitPlan, bootstrap: _Bootstrap, files: RunFiles) -> BatchRequest:
@@ -177,9 +192,14 @@ class LivyTarget(Target):
             if values:
                 conf[key] = ",".join(v for v in (conf.get(key), *values) if v)
         conf["spark.yarn.maxAppAttempts"] = "1"
+        archives: list[str] = []
+        if plan.environment is not None:
+            archives.append(f"{where.uri(_archive_key(plan.environment), folder=False)}#{ARCHIVE_ALIAS}")
+            conf = with_python_path(conf, _PYTHON_PATH_KEYS, EXECUTOR_PATH)
         return BatchRequest(
             file=where.uri(bootstrap.driver_key, folder=False),
             py_files=[where.uri(bootstrap.runtime_key, folder=False)],
+            archives=archives,
             args=[where.uri(files.launch_spec, folder=False)],
             name=batch_name(plan.run_id),
             conf=conf,
@@ -242,6 +262,9 @@ class LivyTarget(Target):
             lambda: _put_once(store, bootstrap.runtime_key, bootstrap.runtime),
             lambda: store.put_bytes(files.launch_spec, spec),
         ]
+        if plan.environment is not None:
+            environment = plan.environment
+            jobs.append(lambda: _save_environment(store, environment))
         if plan.hadoop_secrets:
             def put_credentials() -> None:
                 store.put_json(files.credentials, driver_credentials(plan.hadoop_secrets))
@@ -350,6 +373,12 @@ class LivyTarget(Target):
             {"what": what, "to": where.uri(key, folder=False), "bytes": size, "already_stored": present}
             for what, key, size, present in pieces
         ]
+        if plan.environment is not None:
+            from ..environments.store import EnvironmentStore
+
+            uploads.append({"what": "python environment", "to": where.uri(_archive_key(plan.environment), folder=False),
+                            "bytes": plan.environment.archive.stat().st_size,
+                            "already_stored": EnvironmentStore(store).is_complete(plan.environment.digest)})
         uploads.append({"what": "launch spec", "to": where.uri(files.launch_spec, folder=False), "bytes": len(json.dumps(spec, indent=2))})
         if plan.hadoop_secrets:
             uploads.append({"what": "credentials", "to": where.uri(files.credentials, folder=False),
@@ -388,6 +417,20 @@ def _compute_file(settings: RunSettings) -> str:
 
 def batch_name(run_id: str) -> str:
     return f"sparkjobs-{run_id}"
+
+
+def _archive_key(environment: BuiltEnvironment) -> str:
+    from ..environments.store import EnvironmentStore  # lazy: most runs declare no dependencies
+
+    return EnvironmentStore.archive_key(environment.digest)
+
+
+def _save_environment(store: Store, environment: BuiltEnvironment) -> int:
+    """Upload the environment unless its COMPLETE marker is there: one round trip when it is.
+    The marker goes last, so an upload cut short is redone whole, never used half-written."""
+    from ..environments.store import EnvironmentStore
+
+    return EnvironmentStore(store).save(environment).uploaded_bytes
 
 
 def _put_once(store: Store, key: str, path: Path) -> None:

@@ -145,6 +145,11 @@ class RunFiles:
         code = self._exit_record().get("exit_code")
         return code if isinstance(code, int) and not isinstance(code, bool) else None
 
+    def bootstrap_error(self) -> str | None:
+        """Why the bootstrap stopped the run before the script ran (e.g. the wrong Python), if it did."""
+        error = self._exit_record().get("error")
+        return terminal_safe(error) if isinstance(error, str) and error else None
+
     def output_digests(self) -> dict[str, str]:
         """SHA-256 of each output the bootstrap copied, by path under outputs/."""
         digests = self._exit_record().get("outputs_sha256")
@@ -422,6 +427,9 @@ class LivyExecution(Execution):
             return Outcome(RunStatus.KILLED, None, f"Livy batch {batch.id} was killed{diagnostics}.", details=details, outputs_store=store)
         ended = f"exited with code {code}" if code is not None else "failed before recording an exit code"
         error = f"The job {ended}; Livy batch {batch.id} ended '{terminal_safe(batch.state_raw)}'{diagnostics}."
+        stopped = self._files.bootstrap_error() if code is not None else None
+        if stopped:  # the bootstrap's one sentence says what to do; Livy's state adds nothing to act on
+            return Outcome(RunStatus.FAILED, code, stopped, details=details, outputs_store=store)
         why = self._early_death() if code is None else None
         return Outcome(RunStatus.FAILED, code, f"{error} {why}" if why else error, details=details, outputs_store=store)
 

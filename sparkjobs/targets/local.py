@@ -15,7 +15,8 @@ from ..packages import PackageResolution
 from ..snapshot import materialise
 from ..spark_env import resource_dir, spark_submit_path
 from .base import Execution, JobLocations, SubmitPlan, Target
-from .submit_process import EXIT_FILE, ProcessExecution
+from .shipping import launch_environment
+from .submit_process import BOOTSTRAP_ERROR_FILE, EXIT_FILE, ProcessExecution
 
 __all__ = ["LocalTarget", "package_resolution", "spark_submit_argv", "write_private_json", "shared_folder"]
 
@@ -126,7 +127,10 @@ class LocalTarget(Target):
             # The driver runs here: the script's context appends to these, and the finisher stores them.
             "metrics_uri": str(plan.workdir / METRICS_FILE),
             "params_uri": str(plan.workdir / PARAMS_FILE),
+            "error_path": str(plan.workdir / BOOTSTRAP_ERROR_FILE),
         }
+        if plan.environment is not None:
+            spec["environment"] = launch_environment(plan.environment, str(plan.environment.unpacked))
         launch = plan.workdir / "launch.json"
         launch.write_text(json.dumps(spec, indent=2))
         return snapshot_dir, launch
@@ -145,7 +149,10 @@ class LocalTarget(Target):
         # local executors, child processes), never installed where the user's Python finds it.
         from ..bootstrap import WORKBENCH_PATH
 
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(WORKBENCH_PATH)]))
+        # The run's dependencies likewise: local Spark's Python workers inherit PYTHONPATH from the
+        # JVM, which inherits it from here (shipping.py says why the project's own files still win).
+        deps = str(plan.environment.unpacked) if plan.environment is not None else None
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), deps, str(WORKBENCH_PATH)]))
         python = job_python(plan)
         if plan.settings.compute.python_location:  # the compute's pythonLocation wins
             env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = python

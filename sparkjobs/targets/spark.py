@@ -54,6 +54,7 @@ from ..storage.registry import open_store
 from ..storage.uris import StorageLocation, parse_location
 from .base import Execution, JobLocations, Outcome, SubmitPlan
 from .local import LocalTarget, package_resolution, spark_submit_argv, spark_submit_of
+from .shipping import EXECUTOR_PATH, with_archive, with_python_path
 from .submit_process import EXIT_FILE, ProcessExecution
 
 __all__ = ["SparkClusterTarget", "snapshot_zip_path", "write_snapshot_zip"]
@@ -78,6 +79,15 @@ def write_snapshot_zip(snapshot: Snapshot, folder: Path, dest: Path) -> Path:
             info.external_attr = (0o755 if entry.executable else 0o644) << 16
             archive.writestr(info, (folder / entry.path).read_bytes())
     return dest
+
+
+def _shipping_environment(plan: SubmitPlan) -> SubmitPlan:
+    """The plan with its Python dependencies in the conf for executors (shipping.py); the driver
+    runs here and uses the unpacked copy, through the local target's PYTHONPATH."""
+    if plan.environment is None:
+        return plan
+    conf = with_archive(plan.spark_conf, plan.environment.archive.resolve().as_uri())
+    return replace(plan, spark_conf=with_python_path(conf, ("spark.executorEnv.PYTHONPATH",), EXECUTOR_PATH))
 
 
 def _compute_file(settings: RunSettings) -> Path:
@@ -203,7 +213,8 @@ class SparkClusterTarget(LocalTarget):
         if compute.executor_memory:
             extra += ["--executor-memory", compute.executor_memory]
         submit = spark_submit_of(plan, self._environ)
-        return spark_submit_argv(plan, submit, compute.master, BOOTSTRAP_PATH, str(launch), extra=extra)
+        return spark_submit_argv(_shipping_environment(plan), submit, compute.master, BOOTSTRAP_PATH, str(launch),
+                                 extra=extra)
 
     def submit(self, plan: SubmitPlan) -> Execution:
         _check_supported(plan.settings)

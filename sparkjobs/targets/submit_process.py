@@ -24,10 +24,12 @@ from ..packages import MARKS, PackageResolution
 from ..runs import RunStatus
 from .base import Execution, LineSink, Outcome
 
-__all__ = ["ProcessExecution", "SUPERVISOR_PATH", "EXIT_FILE", "read_exit_file", "outcome_from_exit"]
+__all__ = ["ProcessExecution", "SUPERVISOR_PATH", "EXIT_FILE", "BOOTSTRAP_ERROR_FILE", "read_exit_file", "outcome_from_exit"]
 
 SUPERVISOR_PATH = Path(__file__).with_name("_supervisor.py")
 EXIT_FILE = "exit.json"
+#: Beside it: why the bootstrap stopped the run before the script ran (e.g. the wrong Python).
+BOOTSTRAP_ERROR_FILE = "bootstrap-error.txt"
 _GRACE_SECONDS = 10
 #: After the job's main process has ended, how long output still held open by a process that
 #: escaped its group may keep the run from finishing.
@@ -117,7 +119,14 @@ class ProcessExecution(Execution):
         code = ended["exit_code"] if ended else (128 - returncode if returncode < 0 else returncode)
         outcome = outcome_from_exit(code, self._killed.is_set(), self._outputs)
         why = self._packages.explain(self._clues) if self._packages and code else None
+        why = (self._bootstrap_error() if code else None) or why
         return replace(outcome, error=why) if why and not self._killed.is_set() else outcome
+
+    def _bootstrap_error(self) -> str | None:
+        try:
+            return self._exit_file.with_name(BOOTSTRAP_ERROR_FILE).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
 
     def kill(self) -> None:
         """Ask the supervisor to stop the job's group; SIGKILL the group after a grace period."""

@@ -96,6 +96,7 @@ def run_view(scope: Scope, run_id: str) -> View:
         "log_tail": log[-LOG_TAIL_CHARS:], "log_cut": len(log) > LOG_TAIL_CHARS, "log_offset": len(log),
         "live": not record.status.is_terminal, "entries": entries, "previews": previews,
         "inputs": [_lineage(item) for item in record.inputs], "scope": scope,
+        "packages": _packages(record),
     }
     data = {"run": record.to_json(),
             "metrics": {n: [{"value": p.value, "step": p.step, "time": p.time} for p in pts] for n, pts in series.items()}}
@@ -119,6 +120,13 @@ def _preview(scope: Scope, record: RunRecord, path: str, folder: bool) -> dict[s
     else:
         preview = render(artifact.path, kind, artifact_head(scope, record, artifact), artifact.size)
     return {"title": path, "preview": preview, "src": file_url(record.id, artifact.path)}
+
+
+def _packages(record: RunRecord) -> list[tuple[str, str]]:
+    """The run's Python dependencies as (name, version), from the record's ``name==version``."""
+    if record.environment is None:
+        return []
+    return [(name, version) for name, _, version in (p.partition("==") for p in record.environment.packages)]
 
 
 def _lineage(item: dict[str, str]) -> dict[str, str]:
