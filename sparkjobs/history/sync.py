@@ -48,10 +48,13 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
         gone = set(known) - listed
     else:
         days = _days(last_full - _MARGIN.total_seconds(), now + _MARGIN.total_seconds())
-        listed = {i for day in days for i in store.list_folders(RUNS, start=day)}
+        with ThreadPoolExecutor(max_workers=min(len(days), store.max_workers)) as pool:  # a request per day, at once
+            listed = {i for names in pool.map(lambda day: store.list_folders(RUNS, start=day), days) for i in names}
         gone = {i for i in known if i.startswith(tuple(days)) and i not in listed}
     check = sorted(listed if store.cheap_listing else (i for i in listed if i not in known or not known[i][1]))
-    if store.cheap_listing:  # a stat per record, unchanged ones not read: no threads needed
+    if store.cheap_listing:  # a stat per record, all at once; only new or changed ones are read
+        stamps = store.stamps([f"{RUNS}/{run_id}/run.json" for run_id in check])  # folder names: no '/' in them
+        check = [i for i, stamp in zip(check, stamps.values()) if stamp is None or known.get(i, ("",))[0] != stamp]
         outcomes = [_reload(repo, run_id, known) for run_id in check]
     else:  # a request per record (a 304 when unchanged), many at once
         with ThreadPoolExecutor(max_workers=store.max_workers) as pool:
