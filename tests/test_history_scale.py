@@ -20,7 +20,6 @@ from sparkjobs.storage.local import LocalStore
 from sparkjobs.ui.pages import runs_view
 from sparkjobs.ui.reads import Scope
 
-from helpers import write
 from test_history import RUNS, blob_history, put_blob, record  # noqa: F401  (blob_history is a fixture)
 from ui_runs import UiProcess
 
