@@ -136,9 +136,14 @@ def child_times(command: list[str], env: dict[str, str], rounds: int) -> tuple[f
     return wall, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / rounds
 
 
-def bench(label: str, environ: dict[str, str], rounds: int) -> None:
+def bench(label: str, environ: dict[str, str], rounds: int, pages_only: bool = False) -> None:
     service = SparkJobs(environ)
     repo = RunRepository(service.history_store())
+    if pages_only:  # the index as it is, warm; the scan's figure is not taken
+        service.list_runs(None, all_projects=True, query=RunQuery(last=50, limit=50))
+        print(f"\n{label}: the runs page, warm (no scan; --pages-only)")
+        pages(dict(os.environ, **environ, PYTHONPATH=str(REPO)), rounds, float("nan"))
+        return
     service.index_path(repo.store).unlink(missing_ok=True)
     cold = timed(lambda: service.list_runs(None, all_projects=True, query=RunQuery(last=50, limit=50)), 1)
     print(f"\n{label}: the index built from the store (cold, no index file) in {cold:.2f} s   [{load()}]", flush=True)
@@ -176,10 +181,18 @@ def pages(env: dict[str, str], rounds: int, scan: float) -> None:
         for name, path in PAGES.items():
             get = lambda: urllib.request.urlopen(ui.url + path, timeout=600).read()  # noqa: E731
             get()
+            before = server_cpu(ui.process.pid)
             wall = timed(get, rounds)
-            print(f"  {name:<56}{wall:>7.3f}s{'':>7}{scan:>8.2f}s{scan / wall:>10.0f}x   [{load()}]", flush=True)
+            cpu = (server_cpu(ui.process.pid) - before) / rounds
+            print(f"  {name:<56}{wall:>7.3f}s{cpu:>6.3f}s{scan:>8.2f}s{scan / wall:>10.0f}x   [{load()}]", flush=True)
     finally:
         ui.stop()
+
+
+def server_cpu(pid: int) -> float:
+    """The server process's CPU time so far (user + system), from /proc: its share of a page."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def startup(env: dict[str, str], rounds: int) -> None:
@@ -196,6 +209,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--store", choices=["local", "azurite", "both"], default="both")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "sparkjobs-bench-history")
+    parser.add_argument("--pages-only", action="store_true", help="time only the runs page, on the index as it is")
     parser.add_argument("--azurite-port", type=int, default=None,
                         help="use the Azurite already listening on this port (its runs kept between bench runs)")
     options = parser.parse_args()
@@ -208,8 +222,9 @@ def main() -> None:
             started = time.perf_counter()
             write_runs(SparkJobs(environ).history_store(), records)
             print(f"local: wrote {len(records):,} runs in {time.perf_counter() - started:.0f} s")
-        bench("local", environ, options.rounds)
-        startup(dict(os.environ, **environ, PYTHONPATH=str(REPO)), options.rounds)
+        bench("local", environ, options.rounds, options.pages_only)
+        if not options.pages_only:
+            startup(dict(os.environ, **environ, PYTHONPATH=str(REPO)), options.rounds)
     if options.store in ("azurite", "both"):
         from plugins.azurite import Azurite, start_azurite, stop_azurite
 
@@ -227,7 +242,7 @@ def main() -> None:
                 started = time.perf_counter()
                 write_runs(store, records, leaves=("run.json", "driver.log"))  # 20,000 puts take Azurite minutes
                 print(f"azurite: wrote {len(records):,} runs in {time.perf_counter() - started:.0f} s", flush=True)
-            bench("azurite", environ, options.rounds)
+            bench("azurite", environ, options.rounds, options.pages_only)
         finally:
             if not options.azurite_port:
                 stop_azurite(server)
