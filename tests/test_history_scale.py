@@ -108,6 +108,35 @@ def test_runs_page_loads_only_its_own_records_and_offers_every_choice(table, mon
     assert page_ids(scope, status="no-such-status")[1]["total"] == 0
 
 
+class CutShort(LocalStore):
+    """A real local store whose reads stop as a Ctrl-C would stop them, after ``reads`` records:
+    an interrupt cannot be delivered at a chosen point otherwise."""
+
+    def __init__(self, root, reads: int) -> None:
+        super().__init__(root)
+        self.reads = reads
+
+    def get_if_changed(self, key, stamp):
+        self.reads -= 1
+        if self.reads < 0:
+            raise KeyboardInterrupt
+        return super().get_if_changed(key, stamp)
+
+
+def test_an_index_build_cut_short_keeps_the_newest_runs_it_read_and_resumes(tmp_path):
+    runs = many_runs(1200)
+    for run in runs:
+        RunRepository(LocalStore(tmp_path / "store")).save(run)
+    index = RunIndex(tmp_path / "index.sqlite", "the store")
+    with pytest.raises(KeyboardInterrupt):
+        sync_index(index, RunRepository(CutShort(tmp_path / "store", reads=700)))
+    newest = sorted(r.id for r in runs)[-500:]
+    assert index.ids() == newest  # written every 500 records, newest first
+    reads = CutShort(tmp_path / "store", reads=10_000)
+    sync_index(index, RunRepository(reads))
+    assert index.ids() == sorted(r.id for r in runs) and reads.reads == 10_000 - 700  # the rest only
+
+
 # ---- a shared Blob store (Azurite) --------------------------------------------------------------
 
 @pytest.mark.azurite

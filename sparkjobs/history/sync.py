@@ -51,26 +51,31 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
         with ThreadPoolExecutor(max_workers=min(len(days), store.max_workers)) as pool:  # a request per day, at once
             listed = {i for names in pool.map(lambda day: store.list_folders(RUNS, start=day), days) for i in names}
         gone = {i for i in known if i.startswith(tuple(days)) and i not in listed}
-    check = sorted(listed if store.cheap_listing else (i for i in listed if i not in known or not known[i][1]))
+    # Newest first, so that a build cut short (Ctrl-C, a lost network) has kept the runs a list shows first.
+    check = sorted((i for i in listed if store.cheap_listing or i not in known or not known[i][1]), reverse=True)
     if store.cheap_listing:  # a stat per record, all at once; only new or changed ones are read
         stamps = store.stamps([f"{RUNS}/{run_id}/run.json" for run_id in check])  # folder names: no '/' in them
         check = [i for i, stamp in zip(check, stamps.values()) if stamp is None or known.get(i, ("",))[0] != stamp]
-        outcomes = [_reload(repo, run_id, known) for run_id in check]
-    else:  # a request per record (a 304 when unchanged), many at once
-        with ThreadPoolExecutor(max_workers=store.max_workers) as pool:
-            outcomes = list(pool.map(lambda run_id: _reload(repo, run_id, known), check))
-    loaded = []
-    for run_id, outcome in zip(check, outcomes):
-        if outcome is _ABSENT:  # a folder without a record (outputs a failed store left behind), or deleted
-            if run_id in known:
-                gone.add(run_id)
-        elif outcome is not None:
-            loaded.append(outcome)
+    loaded: list[tuple[str, str, RunRecord | str]] = []
+    with ThreadPoolExecutor(max_workers=1 if store.cheap_listing else store.max_workers) as pool:
+        each = map if store.cheap_listing else pool.map  # on Blob a request per record (a 304 when unchanged), many at once
+        for start in range(0, len(check), _BATCH):
+            batch = check[start:start + _BATCH]
+            for run_id, outcome in zip(batch, each(lambda run_id: _reload(repo, run_id, known), batch)):
+                if outcome is _ABSENT:  # a folder without a record (outputs a failed store left behind), or deleted
+                    if run_id in known:
+                        gone.add(run_id)
+                elif outcome is not None:
+                    loaded.append(outcome)
+            if len(loaded) >= _BATCH:  # kept as they come: a build cut short keeps what it read
+                index.update(loaded, (), None)
+                loaded = []
     full_check = now if full and not store.cheap_listing else None  # a local store is listed whole every time
     if loaded or gone or full_check:  # otherwise a warm list only reads the index
         index.update(loaded, gone, full_check)
 
 
+_BATCH = 500  # records read before they are written to the index
 _ABSENT = ("", "", "")
 
 
