@@ -136,7 +136,8 @@ def child_times(command: list[str], env: dict[str, str], rounds: int) -> tuple[f
     return wall, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / rounds
 
 
-def bench(label: str, environ: dict[str, str], rounds: int, pages_only: bool = False, skip_scan: bool = False) -> None:
+def bench(label: str, environ: dict[str, str], rounds: int, pages_only: bool = False, skip_scan: bool = False,
+          keep_index: bool = False) -> None:
     service = SparkJobs(environ)
     repo = RunRepository(service.history_store())
     if pages_only:  # the index as it is, warm; the scan's figure is not taken
@@ -144,9 +145,11 @@ def bench(label: str, environ: dict[str, str], rounds: int, pages_only: bool = F
         print(f"\n{label}: the runs page, warm (no scan; --pages-only)")
         pages(dict(os.environ, **environ, PYTHONPATH=str(REPO)), rounds, float("nan"))
         return
-    service.index_path(repo.store).unlink(missing_ok=True)
+    if not keep_index:
+        service.index_path(repo.store).unlink(missing_ok=True)
     cold = timed(lambda: service.list_runs(None, all_projects=True, query=RunQuery(last=50, limit=50)), 1)
-    print(f"\n{label}: the index built from the store (cold, no index file) in {cold:.2f} s   [{load()}]", flush=True)
+    state = "kept from the last bench run" if keep_index else "cold, no index file"
+    print(f"\n{label}: the index built from the store ({state}) in {cold:.2f} s   [{load()}]", flush=True)
     started = time.perf_counter()
     # The plain scan: list the store, read every record (on a loaded machine Azurite may take most of an hour).
     every = [] if skip_scan else list(repo.iter_runs())
@@ -211,6 +214,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["local", "azurite", "both"], default="both")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "sparkjobs-bench-history")
     parser.add_argument("--skip-full-scan", action="store_true", help="do not read every record (filtered and sorted scans)")
+    parser.add_argument("--keep-index", action="store_true", help="time the index as the last bench run left it (no cold build)")
     parser.add_argument("--pages-only", action="store_true", help="time only the runs page, on the index as it is")
     parser.add_argument("--azurite-port", type=int, default=None,
                         help="use the Azurite already listening on this port (its runs kept between bench runs)")
@@ -224,7 +228,8 @@ def main() -> None:
             started = time.perf_counter()
             write_runs(SparkJobs(environ).history_store(), records)
             print(f"local: wrote {len(records):,} runs in {time.perf_counter() - started:.0f} s")
-        bench("local", environ, options.rounds, options.pages_only, options.skip_full_scan)
+        bench("local", environ, options.rounds, options.pages_only, options.skip_full_scan,
+                  options.keep_index)
         if not options.pages_only:
             startup(dict(os.environ, **environ, PYTHONPATH=str(REPO)), options.rounds)
     if options.store in ("azurite", "both"):
@@ -244,7 +249,8 @@ def main() -> None:
                 started = time.perf_counter()
                 write_runs(store, records, leaves=("run.json", "driver.log"))  # 20,000 puts take Azurite minutes
                 print(f"azurite: wrote {len(records):,} runs in {time.perf_counter() - started:.0f} s", flush=True)
-            bench("azurite", environ, options.rounds, options.pages_only, options.skip_full_scan)
+            bench("azurite", environ, options.rounds, options.pages_only, options.skip_full_scan,
+                  options.keep_index)
         finally:
             if not options.azurite_port:
                 stop_azurite(server)
