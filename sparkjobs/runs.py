@@ -312,12 +312,29 @@ class RunRepository:
 
     def load(self, run_id: str) -> RunRecord:
         """The record of ``run_id``; RunRecordError if it is not a sound record of that run."""
-        key = self.record_key(run_id)
-        where = f"{key} in the run store at {self.store.location}"
         try:
-            raw = self.store.get_bytes(key)
+            raw = self.store.get_bytes(self.record_key(run_id))
         except FileNotFoundError:
             raise RunNotFound(f"No run {run_id!r} in the run store at {self.store.location}.") from None
+        return self._parse(run_id, raw)
+
+    def reload(self, run_id: str, stamp: str | None) -> tuple[str, RunRecord | RunRecordError] | None:
+        """(its stamp, the record or why it is not sound) of ``run_id``, or None while the record's
+        stamp is still ``stamp`` (None: not read before). One request on Blob, content and ETag."""
+        try:
+            changed = self.store.get_if_changed(self.record_key(run_id), stamp)
+        except FileNotFoundError:
+            raise RunNotFound(f"No run {run_id!r} in the run store at {self.store.location}.") from None
+        if changed is None:
+            return None
+        raw, new_stamp = changed
+        try:
+            return new_stamp, self._parse(run_id, raw)
+        except RunRecordError as exc:
+            return new_stamp, exc
+
+    def _parse(self, run_id: str, raw: bytes) -> RunRecord:
+        where = f"{self.record_key(run_id)} in the run store at {self.store.location}"
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:

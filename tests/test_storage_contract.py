@@ -215,3 +215,19 @@ def test_a_stamp_changes_when_the_object_is_replaced(store: Store, backend) -> N
     second = store.stamp("runs/1/run.json")
     assert second not in (None, first)
     assert store.stamps(["runs/1/run.json", "runs/2/run.json"]) == {"runs/1/run.json": second, "runs/2/run.json": None}
+
+
+def test_get_if_changed_reads_only_a_new_or_replaced_object(store: Store, backend) -> None:
+    """The index's one read per record: content with its stamp, nothing while the stamp holds
+    (on Blob a conditional GET answered 304)."""
+    plant = backend[1]
+    with pytest.raises(FileNotFoundError):
+        store.get_if_changed("runs/1/run.json", None)
+    store.put_bytes("runs/1/run.json", b"first")
+    data, first = store.get_if_changed("runs/1/run.json", None)
+    assert data == b"first" and first == store.stamp("runs/1/run.json")
+    assert store.get_if_changed("runs/1/run.json", first) is None
+    plant("runs/1/run.json", b"second!")
+    data, second = store.get_if_changed("runs/1/run.json", first)
+    assert data == b"second!" and second not in (None, first)
+    assert store.get_if_changed("runs/1/run.json", "an old stamp") == (b"second!", second)

@@ -37,7 +37,8 @@ CREATE INDEX runs_project ON runs (project, id);
 """
 _LIVE = (RunStatus.RUNNING, RunStatus.LOST)
 _DIRECTION = {False: "ASC", True: "DESC"}
-_COLUMNS = {SortField.STATUS: "b.status", SortField.TARGET: "b.target", SortField.SCRIPT: "b.script"}
+_COLUMNS = {SortField.STATUS: "b.status", SortField.TARGET: "b.target", SortField.SCRIPT: "b.script",
+            SortField.SNAPSHOT: "json_extract(b.record, '$.snapshot')"}  # rarely sorted by: no column of its own
 
 
 def index_path(home: Path, location: str) -> Path:
@@ -119,9 +120,16 @@ class RunIndex:
             names = connection.execute(
                 "SELECT DISTINCT v.kind, v.name FROM run_values v JOIN runs r ON r.id = v.run_id "
                 "WHERE ? IS NULL OR r.project = ? ORDER BY v.name", (project, project)).fetchall()
+            seen = connection.execute("SELECT DISTINCT status, target, script FROM runs "
+                                      "WHERE problem IS NULL AND (? IS NULL OR project = ?)", (project, project)).fetchall()
+            if any(status == RunStatus.RUNNING.value for status, _, _ in seen):
+                live = live or self._live_statuses(connection, project)
         runs = tuple(RunRecord.from_json(json.loads(text)).as_seen_now() for (text,) in rows)
+        statuses = {s for s, _, _ in seen if s != RunStatus.RUNNING.value} | set(live.values())
         return RunPage(runs, total, broken, metric_names=tuple(n for k, n in names if k == "m"),
-                       param_names=tuple(n for k, n in names if k == "p"))
+                       param_names=tuple(n for k, n in names if k == "p"),
+                       statuses=tuple(s for s in RunStatus if s.value in statuses),
+                       targets=tuple(sorted({t for _, t, _ in seen})), scripts=tuple(sorted({c for _, _, c in seen})))
 
     def ids(self) -> list[str]:
         with closing(self._connect()) as connection:
@@ -165,7 +173,10 @@ def _filters(query: RunQuery, project: str | None) -> tuple[list[str], list]:
     if query.target is not None:
         where.append("target = ?")
         params.append(query.target)
-    if query.script:
+    if query.script and query.exact_script:
+        where.append("script = ?")
+        params.append(query.script)
+    elif query.script:
         where.append("(script GLOB ? OR script GLOB ?)" if "/" not in query.script else "script GLOB ?")
         params += [query.script, f"*/{query.script}"] if "/" not in query.script else [query.script]
     if query.statuses:

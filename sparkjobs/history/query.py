@@ -24,6 +24,7 @@ class SortField(str, enum.Enum):
     STATUS = "status"
     TARGET = "target"
     SCRIPT = "script"
+    SNAPSHOT = "snapshot"
 
 
 class ValueRank(enum.IntEnum):
@@ -94,6 +95,7 @@ class RunQuery:
     #: The script as recorded (relative to the project); glob patterns (*, ?, [...]) allowed,
     #: and a name without '/' also matches that file in any folder.
     script: str | None = None
+    exact_script: bool = False  # the script exactly as recorded (a choice the web page offers), no pattern
     last: int | None = None
     sort: SortKey | None = None
     limit: int | None = 50
@@ -108,3 +110,7 @@ class RunPage:
     #: Every metric and param name the project's runs logged: the columns a runs table can offer.
     metric_names: tuple[str, ...] = ()
     param_names: tuple[str, ...] = ()
+    #: Every status (as seen now), target and script among them: the filters a runs table offers.
+    statuses: tuple[RunStatus, ...] = ()
+    targets: tuple[str, ...] = ()
+    scripts: tuple[str, ...] = ()

@@ -11,9 +11,11 @@ What is checked, and why it is enough:
   once an hour (``full_every``), which finds anything else (a record copied in with an old id).
 * **Which records changed**: a record is replaced whole on every update, and its stamp (an
   ETag on Blob; mtime, size and inode locally) changes with it. A local store stamps every
-  record each time (a stat each). On Blob only the records that can still change are stamped:
+  record each time (a stat each). On Blob only the records that can still change are asked for:
   those not yet ended (running, or lost), unreadable ones, and new ones; an ended run's record
-  is not written again (README, "Run history"), so its cached copy stays true.
+  is not written again (README, "Run history"), so its cached copy stays true. Each is one
+  conditional GET (If-None-Match its ETag: a 304 while unchanged), which returns a new or changed
+  record with its ETag, so a cold build costs one request per run, many at once.
 * A record is read after its stamp is taken, so the index never holds a copy older than its stamp.
 """
 from __future__ import annotations
@@ -46,38 +48,53 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
         gone = set(known) - listed
     else:
         days = _days(last_full - _MARGIN.total_seconds(), now + _MARGIN.total_seconds())
-        listed = {i for day in days for i in store.list_folders(RUNS, start=day)}
+        with ThreadPoolExecutor(max_workers=min(len(days), store.max_workers)) as pool:  # a request per day, at once
+            listed = {i for names in pool.map(lambda day: store.list_folders(RUNS, start=day), days) for i in names}
         gone = {i for i in known if i.startswith(tuple(days)) and i not in listed}
-    check = sorted(listed if store.cheap_listing else (i for i in listed if i not in known or not known[i][1]))
-    keys = {run_id: f"{RUNS}/{run_id}/run.json" for run_id in check}  # folder names: no '/' in them
-    stamps = store.stamps(list(keys.values()))
-    changed = []
-    for run_id in check:
-        stamp = stamps[keys[run_id]]
-        if stamp is None:  # a folder without a record (outputs a failed store left behind)
-            if run_id in known:
-                gone.add(run_id)
-        elif run_id not in known or known[run_id][0] != stamp:
-            changed.append((run_id, stamp))
+    # Newest first, so that a build cut short (Ctrl-C, a lost network) has kept the runs a list shows first.
+    check = sorted((i for i in listed if store.cheap_listing or i not in known or not known[i][1]), reverse=True)
+    if store.cheap_listing:  # a stat per record, all at once; only new or changed ones are read
+        stamps = store.stamps([f"{RUNS}/{run_id}/run.json" for run_id in check])  # folder names: no '/' in them
+        check = [i for i, stamp in zip(check, stamps.values()) if stamp is None or known.get(i, ("",))[0] != stamp]
+    loaded: list[tuple[str, str, RunRecord | str]] = []
+    with ThreadPoolExecutor(max_workers=1 if store.cheap_listing else store.max_workers) as pool:
+        each = map if store.cheap_listing else pool.map  # on Blob a request per record (a 304 when unchanged), many at once
+        for start in range(0, len(check), _BATCH):
+            batch = check[start:start + _BATCH]
+            for run_id, outcome in zip(batch, each(lambda run_id: _reload(repo, run_id, known), batch)):
+                if outcome is _ABSENT:  # a folder without a record (outputs a failed store left behind), or deleted
+                    if run_id in known:
+                        gone.add(run_id)
+                elif outcome is not None:
+                    loaded.append(outcome)
+            if len(loaded) >= _BATCH:  # kept as they come: a build cut short keeps what it read
+                index.update(loaded, (), None)
+                loaded = []
     full_check = now if full and not store.cheap_listing else None  # a local store is listed whole every time
-    if not (changed or gone or full_check):
-        return  # nothing to write: a warm list only reads the index
-    workers = 1 if store.cheap_listing else store.max_workers
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        loaded = [item for item in pool.map(lambda pair: _load(repo, *pair), changed) if item is not None]
-    index.update(loaded, gone, full_check)
+    if loaded or gone or full_check:  # otherwise a warm list only reads the index
+        index.update(loaded, gone, full_check)
 
 
-def _load(repo: RunRepository, run_id: str, stamp: str) -> tuple[str, str, RunRecord | str] | None:
+_BATCH = 500  # records read before they are written to the index
+_ABSENT = ("", "", "")
+
+
+def _reload(repo: RunRepository, run_id: str, known: dict[str, tuple[str, bool]]
+            ) -> tuple[str, str, RunRecord | str] | None:
+    """(id, stamp, record or why it cannot be read) when the record is new or changed; None when
+    unchanged, or when the store could not answer (it is asked again next time)."""
     try:
-        return run_id, stamp, repo.load(run_id)
+        changed = repo.reload(run_id, known[run_id][0] if run_id in known else None)
     except RunNotFound:
-        return None  # deleted since it was listed
-    except RunRecordError as exc:  # kept, so the list can say it is left out without reading it again
-        return run_id, stamp, str(exc)
-    except StorageError as exc:  # not kept: read again next time
+        return _ABSENT
+    except StorageError as exc:
         log.warning("Warning: run %s is left out: %s", run_id, exc)
         return None
+    if changed is None:
+        return None
+    stamp, record = changed
+    # An unreadable record is kept with why, so the list can say it is left out without reading it again.
+    return run_id, stamp, str(record) if isinstance(record, RunRecordError) else record
 
 
 def _days(start: float, end: float) -> list[str]:

@@ -282,6 +282,24 @@ class AzureBlobStore(Store):
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             return dict(zip(keys, pool.map(self.stamp, keys)))
 
+    def get_if_changed(self, key: str, stamp: str | None) -> tuple[bytes, str] | None:
+        """One request either way: a GET with If-None-Match, whose 304 says the ETag is unchanged;
+        the ETag of what it returns comes in the same answer."""
+        check_key(key)
+        condition = {"etag": stamp, "match_condition": MatchConditions.IfModified} if stamp else {}
+        with self._seam("read", key):
+            try:
+                downloader = self._blob(key).download_blob(max_concurrency=self.options.max_concurrency, **condition)
+            except HttpResponseError as exc:
+                if exc.status_code == 304:  # the SDK calls it ResourceModifiedError
+                    return None
+                raise
+            data = downloader.readall()
+        recorded = (downloader.properties.metadata or {}).get(_SHA256)
+        if recorded:
+            _check(key, "SHA-256", recorded, hashlib.sha256(data).hexdigest(), f"downloaded from {self.location}")
+        return data, str(downloader.properties.etag)
+
     def _exists(self, key: str) -> bool:
         with self._seam("read", key):
             return self._blob(key).exists()

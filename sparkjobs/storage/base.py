@@ -189,6 +189,15 @@ class Store(abc.ABC):
     def stamps(self, keys: list[str]) -> dict[str, str | None]:
         return {key: self.stamp(key) for key in keys}
 
+    def get_if_changed(self, key: str, stamp: str | None) -> tuple[bytes, str] | None:
+        """The object's bytes and their stamp, or None while its stamp is still ``stamp``;
+        FileNotFoundError when it is absent. The bytes are read after the stamp is taken, so
+        they are never older than it. Backends may do it in one request (a conditional GET)."""
+        current = self.stamp(key)
+        if current is None:
+            raise FileNotFoundError(key)
+        return None if current == stamp else (self.get_bytes(key), current)
+
     def put_json(self, key: str, value: Any, *, if_absent: bool = False) -> bool:
         data = json.dumps(value, indent=2, sort_keys=True).encode()
         return self.put_bytes(key, data, if_absent=if_absent)

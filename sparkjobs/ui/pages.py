@@ -16,7 +16,7 @@ from ..wording import count, size
 from .charts import PALETTE, Line, line_chart, numeric_points
 from .compare import compare_runs
 from .previews import MAX_IMAGE_BYTES, MAX_PREVIEWS, Kind, Preview, kind_of, render
-from .reads import Scope, artifact_head, display, find_artifacts, get_record, list_records, log_text, metric_series
+from .reads import Scope, artifact_head, display, find_artifacts, get_record, log_text, metric_series, query_runs
 from .table import BUILT_IN, build_page, cell, descending_first, duration_seconds, duration_text, parse_query
 
 __all__ = ["View", "runs_view", "run_view", "compare_view", "error_view", "run_url", "file_url", "LOG_TAIL_CHARS"]
@@ -41,7 +41,7 @@ class View:
 
 def runs_view(scope: Scope, params: dict[str, list[str]]) -> View:
     query = parse_query(params)
-    page = build_page(list_records(scope), query)
+    page = build_page(lambda wanted: query_runs(scope, wanted), query)
     headings = []
     # The picked metrics and params come before the snapshot digest, which is rarely read.
     for key in [*list(BUILT_IN)[:-1], *page.columns, "snapshot"]:

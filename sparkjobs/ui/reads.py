@@ -1,9 +1,6 @@
 """Everything the web page reads, through the service and its RunRepository, never a backend.
 
-Each function here is a seam: the service gains ``get_metrics`` (metrics work), filtered and
-sorted listing and ``compare`` (history work) on other branches; when they land, the bodies of
-:func:`list_records`, :func:`metric_series` and :func:`compare_runs` (``compare.py``) become calls
-to them, and the pages do not change.
+Each function is one call to the service (the CLI's API) or the RunRepository it hands out.
 """
 from __future__ import annotations
 
@@ -18,12 +15,13 @@ from typing import Any, Iterator
 from ..config import load_project
 from ..config_yaml import load_yaml
 from ..errors import RunNotFound, SparkJobsError
+from ..history.query import RunPage, RunQuery
 from ..metrics import MetricPoint
 from ..runs import Artifact, RunRecord
 from ..service import SparkJobs
 from ..snapshot_store import SnapshotStore
 
-__all__ = ["Scope", "describe", "list_records", "get_record", "metric_series", "log_text", "find_artifacts",
+__all__ = ["Scope", "describe", "query_runs", "get_record", "metric_series", "log_text", "find_artifacts",
            "artifact_file", "artifact_head", "snapshot_config"]
 
 #: How much of one file a preview reads, and how many points a series may have on the page.
@@ -48,9 +46,10 @@ def describe(scope: Scope) -> str:
     return f"project {load_project(scope.project_dir, scope.service.environ).name} · {store}"
 
 
-def list_records(scope: Scope) -> list[RunRecord]:
-    """Every run in scope, newest first. (Seam: the service's filtered listing and its index.)"""
-    return scope.service.list_runs(scope.project_dir, all_projects=scope.all_projects)
+def query_runs(scope: Scope, query: RunQuery) -> RunPage:
+    """One page of the runs in scope, filtered and sorted by the service's run index, as the
+    CLI's ``runs list`` reads them: only that page's records are loaded."""
+    return scope.service.query_runs(scope.project_dir, query, all_projects=scope.all_projects)
 
 
 def get_record(scope: Scope, run_id: str) -> RunRecord:

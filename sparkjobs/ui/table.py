@@ -8,11 +8,14 @@ order (newest first by default); ``col=metric:NAME`` / ``col=param:NAME`` pick c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from ..history.query import RunPage, SortField, SortKey
+from ..history.query import RunQuery as HistoryQuery
 from ..runs import RunRecord, RunStatus
 
 __all__ = ["RunQuery", "RunsPage", "BUILT_IN", "parse_query", "build_page", "duration_seconds", "duration_text"]
@@ -77,26 +80,47 @@ def _whole(text: str, default: int) -> int:
     return int(text) if text.isdigit() else default
 
 
-def build_page(records: list[RunRecord], query: RunQuery) -> RunsPage:
-    """Filter, sort and cut one page from every run in scope (given newest first)."""
-    metrics = sorted({name for r in records for name in r.metrics})
-    params = sorted({name for r in records for name in r.params})
-    every_column = [f"metric:{m}" for m in metrics] + [f"param:{p}" for p in params]
-    choices = {
-        "status": [s.value for s in RunStatus if any(r.status is s for r in records)],
-        "target": sorted({r.target for r in records}),
-        "script": sorted({r.script for r in records}),
-        "columns": every_column,
-    }
+def build_page(read: Callable[[HistoryQuery], RunPage], query: RunQuery) -> RunsPage:
+    """One page of the table, filtered, sorted and cut by the run index (``read``: the service's
+    query), which loads only that page's records."""
+    wanted = _history_query(query)
+    size = query.size
+    if wanted is None:  # a status no run can have: nothing matches, the choices still show
+        found = read(HistoryQuery(limit=0))
+        found = replace(found, runs=(), total=0)
+    else:
+        found = read(replace(wanted, limit=size, offset=(query.page - 1) * size))
+    pages = max(1, math.ceil(found.total / size))
+    if wanted is not None and query.page > pages:  # past the end (runs went away): the last page
+        found = read(replace(wanted, limit=size, offset=(pages - 1) * size))
+    every_column = [f"metric:{m}" for m in found.metric_names] + [f"param:{p}" for p in found.param_names]
+    choices = {"status": [s.value for s in found.statuses], "target": list(found.targets),
+               "script": list(found.scripts), "columns": every_column}
     picked = query.columns if query.columns is not None else tuple(every_column[:DEFAULT_METRIC_COLUMNS])
-    kept = [r for r in records if (not query.status or r.status.value == query.status)
-            and (not query.target or r.target == query.target) and (not query.script or r.script == query.script)]
-    if (query.sort, query.descending) != ("started", True):
-        kept = _sorted(kept, query.sort, query.descending)
-    pages = max(1, math.ceil(len(kept) / query.size))
-    page = min(query.page, pages)
-    start = (page - 1) * query.size
-    return RunsPage(query, kept[start:start + query.size], len(kept), pages, picked, choices)
+    return RunsPage(query, list(found.runs), found.total, pages, picked, choices)
+
+
+def _history_query(query: RunQuery) -> HistoryQuery | None:
+    """The index's query for the table's filters and sort; None when the status is not one."""
+    try:
+        statuses = frozenset({RunStatus(query.status)}) if query.status else frozenset()
+    except ValueError:
+        return None
+    return HistoryQuery(statuses=statuses, target=query.target or None, script=query.script or None,
+                        exact_script=True, sort=_sort_key(query.sort, query.descending))
+
+
+def _sort_key(key: str, descending: bool) -> SortKey | None:
+    """A column's sort; None (newest first) for the default order and for a column that is not one."""
+    if key.startswith(("metric:", "param:")):
+        kind, name = key.split(":", 1)
+        return SortKey(SortField.METRIC if kind == "metric" else SortField.PARAM, name, descending)
+    field = {"id": SortField.STARTED, "started": SortField.STARTED, "duration": SortField.DURATION,
+             "status": SortField.STATUS, "target": SortField.TARGET, "script": SortField.SCRIPT,
+             "snapshot": SortField.SNAPSHOT}.get(key)
+    if field is None or (field is SortField.STARTED and descending):
+        return None
+    return SortKey(field, "", descending)
 
 
 def descending_first(key: str) -> bool:
@@ -116,23 +140,6 @@ def cell(record: RunRecord, key: str) -> Any:
         "script": " ".join([record.script, *record.args]), "started": record.started_at,
         "duration": duration_seconds(record), "snapshot": record.snapshot,
     }.get(key)
-
-
-def _sorted(records: list[RunRecord], key: str, descending: bool) -> list[RunRecord]:
-    """Sorted by one column: numbers, then text (a metric that is sometimes a string still sorts),
-    then runs without a value (or with NaN), which come last either way."""
-    numbers, texts, missing = [], [], []
-    for record in records:
-        value = cell(record, key)
-        if isinstance(value, bool) or value is None or (isinstance(value, float) and math.isnan(value)):
-            missing.append(record)
-        elif isinstance(value, (int, float)):
-            numbers.append((value, record))
-        else:
-            texts.append((str(value), record))
-    ordered = [r for _, r in sorted(numbers, key=lambda pair: pair[0], reverse=descending)]
-    ordered += [r for _, r in sorted(texts, key=lambda pair: pair[0], reverse=descending)]
-    return ordered + missing
 
 
 def duration_seconds(record: RunRecord) -> float | None:
