@@ -15,9 +15,11 @@ Livy loses while it still runs (another client's DELETE, or a restart, which sto
 batch unless recovery is on) and that left no such file is recorded ``killed``.
 
 That file is also the first sign of the end: in yarn-cluster mode Livy's log shows nothing of
-the driver, and Livy learns the end from YARN up to 5 s late. So while the batch runs, storage
-(not Livy) is asked about once a second whether the file exists; once it does, Livy is polled
-fast until the final state. A store that cannot answer only turns the hint off.
+the driver, and Livy learns the end from YARN up to 5 s late (and YARN only once Spark has shut
+down). So while the batch runs, storage (not Livy) is asked about once a second whether the
+file exists; once it does, a batch on YARN is read from Livy once more and the run finishes
+from the file (the record keeps the Livy state as read, often still ``running``); elsewhere
+Livy is polled fast until the final state. A store that cannot answer only turns the hint off.
 
 A batch that stays ``starting`` (YARN has no room for it) is reported every so often and
 deleted at the compute's start deadline. Every line from Livy or storage passes through
