@@ -97,6 +97,12 @@ def one_run(project: BenchProject, h, watcher: LivyWatcher, seconds: float) -> t
     sparkjobs_run(project, project.run_argv("job.py", f"{seconds:.2f}"))
     returned = time.monotonic()
     batch_id = watcher.newest_since(started)
+    # On YARN the run finishes from its exit record, often before Livy has the final state:
+    # wait (bounded) for the watcher to see it; the latency is then negative.
+    for _ in range(120):
+        if watcher.when(batch_id, BatchState.TERMINAL) is not None:
+            break
+        time.sleep(0.5)
     final = watcher.when(batch_id, BatchState.TERMINAL)
     running = watcher.when(batch_id, (BatchState.RUNNING,))
     if final is None or running is None:
@@ -107,7 +113,7 @@ def one_run(project: BenchProject, h, watcher: LivyWatcher, seconds: float) -> t
         print(f"    running at {running - final:+.2f} s")
         for seen in every:
             print(f"    {seen.at - final:+8.2f} {seen.method} {seen.path} {seen.status}")
-    seen = next(s.at for s in every if s.at >= final and s.method == "GET" and not s.path.endswith("/log"))
+    seen = next((s.at for s in every if s.at >= final and s.method == "GET" and not s.path.endswith("/log")), returned)
     return returned - final, seen - final, [b - a for a, b in zip(steady, steady[1:])], len(every)
 
 

@@ -33,6 +33,7 @@ printed with each pair. Each run takes 1-5 minutes on the busy 2-core machine.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import tempfile
@@ -73,18 +74,22 @@ def timed_raw(h, argv: list[str]) -> float:
 
 def timed_ours(project: BenchProject, watcher: LivyWatcher) -> tuple[float, str]:
     """The run's time, and when Livy had the batch and called it ended (from ``watcher``)."""
+    argv = project.run_argv("job.py")
+    argv.insert(argv.index("job.py"), "--json")
     start = time.monotonic()
-    sparkjobs_run(project, project.run_argv("job.py"), timeout=900)
+    done = sparkjobs_run(project, argv, timeout=900)
     elapsed = time.monotonic() - start
+    # "running": the run finished from its exit record before Livy had the final state from YARN.
+    recorded = f"Livy's state in the record: {json.loads(done.stdout)['details'].get('livy_state')}"
     try:
         batch = watcher.newest_since(start)
     except ValueError:
-        return elapsed, "Livy's states not seen"
+        return elapsed, f"{recorded}; Livy's states not seen"
     created = watcher.when(batch, tuple(BatchState))
     final = watcher.when(batch, BatchState.TERMINAL)
     if created is None or final is None:
-        return elapsed, "Livy's states not seen"
-    return elapsed, f"batch created at {created - start:.1f} s, ended in Livy at {final - start:.1f} s"
+        return elapsed, f"{recorded}; Livy's states not seen"
+    return elapsed, f"{recorded}; batch created at {created - start:.1f} s, ended in Livy at {final - start:.1f} s"
 
 
 def warm_up(project: BenchProject, livy_url: str) -> None:

@@ -18,7 +18,8 @@ spark-submit's output only), the caller may know better from elsewhere: ``ending
 probe asked about once a second while the batch runs, between Livy requests, which says
 whether the end is likely (say, the job's exit record has appeared in storage).  Once it
 says so, the batch is read on every tick, fast, as for a finishing line; it is not asked
-again.  The probe must be cheap and must not raise.  The whole log is read less often
+again.  The probe must be cheap.  An exception it raises ends the wait or tail (the
+caller's way to stop watching once it knows enough from elsewhere).  The whole log is read less often
 while it brings nothing new, down to every ``LOG_EVERY_MAX`` + 1 ticks.
 
 Besides the overall deadline, ``start_timeout`` bounds how long a batch may stay pending

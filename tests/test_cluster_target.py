@@ -689,6 +689,34 @@ def test_dry_run_against_azure_shows_secrets_as_stars_and_uploads_nothing(cluste
     assert _blob_names(azurite, azurite_container) == set() and fake_livy.count("POST") == 0
 
 
+@pytest.mark.azurite
+def test_submitting_an_unchanged_project_to_azure_storage_loads_no_azure_sdk(cluster, fake_livy, azurite, azurite_container):
+    """Issue 9's submission target: importing azure-storage-blob costs ~0.2 s of CPU, and what a
+    submission of an unchanged project does in storage (is the snapshot there, put the launch
+    spec and the credentials) goes as signed requests of sparkjobs' own. The real CLI runs in a
+    subprocess and its ``sys.modules`` is read at exit; nothing is timed."""
+    from test_startup_imports import _WRAPPER
+
+    storage = f"wasbs://{azurite_container}@{azurite.account}.blob.core.windows.net/team"
+    cluster.use(fake_livy, storage=storage)
+    env = dict(cluster.env, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
+    first = cluster.cli("run", "-c", "hdi", "--detach", "sleeper.py", "0", "0", env=env)  # stores the snapshot
+    assert first.returncode == 0, first.stderr
+    out = cluster.base / "modules.json"
+    argv = [sys.executable, "-c", _WRAPPER, str(out), *cluster._with_project(("run", "-c", "hdi", "--detach", "sleeper.py", "0", "0"))]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert fake_livy.count("POST") == 2
+    modules = set(json.loads(out.read_text()))
+    assert "sparkjobs.storage.blob_rest" in modules  # storage was really written to
+    assert sorted(m for m in modules if m.startswith(("azure.storage.blob", "azure.core"))) == []
+    second = fake_livy.batch(1).body["args"][0].split(f"{azurite.account}.blob.core.windows.net/", 1)[1]
+    stored = _blob_names(azurite, azurite_container)
+    assert second in stored  # the launch spec of the second run, written without the SDK
+    spec = json.loads(azurite.container_client(azurite_container).download_blob(second).readall())
+    assert spec["snapshot_manifest"].endswith("/manifest.json")
+
+
 # --- pure functions ------------------------------------------------------------------------------
 
 

@@ -142,3 +142,47 @@ def test_a_store_that_cannot_answer_only_turns_the_hint_off(azurite, azurite_con
         assert [hint(), hint(), hint()] == [False, False, False]  # never raises: polling goes on
     said = [r for r in caplog.records if "stopped looking for" in r.getMessage()]
     assert len(said) == 1 and azurite.key not in said[0].getMessage()
+
+
+# A job on "YARN" (it prints an application id, which the test server takes as the batch's, as
+# Livy does from spark-submit's output) that stores its driver log and exit record as the
+# bootstrap does, then takes a minute to end: Spark's shutdown, YARN, and Livy's 5 s poll.
+RECORDS_THEN_LINGERS = """
+import json, os, sys, time
+log, exit_record, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print("Submitted application application_1764614400000_0007", flush=True)
+os.makedirs(os.path.dirname(log), exist_ok=True)
+open(log, "w").write("the script's own output\\n")
+open(exit_record, "w").write(json.dumps({"run_id": "r", "exit_code": code, "outputs_sha256": {}}))
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+@pytest.mark.parametrize("quietly", [False, True], ids=["stream", "wait"])
+def test_on_yarn_the_run_finishes_from_its_exit_record_without_waiting_for_livys_final_state(
+        livy_server_factory, livy_client_factory, tmp_path: Path, code: int, quietly: bool):
+    from sparkjobs.runs import RunStatus
+    from sparkjobs.storage.local import LocalStore
+    from sparkjobs.targets.livy_execution import DRIVER_LOG_HEADER, LivyExecution, RunFiles
+
+    server = livy_server_factory(runner="python")
+    client = livy_client_factory(server)
+    store = LocalStore(tmp_path / "store")
+    files = RunFiles(store, "20261201T000000000Z-abcdef")
+    script = tmp_path / "job.py"
+    script.write_text(RECORDS_THEN_LINGERS)
+    args = [str(store.root / files.driver_log), str(store.root / files.exit), str(code)]
+    batch = client.create_batch(BatchRequest(file=str(script), args=args, name="sparkjobs-r"))
+    execution = LivyExecution(client, batch, files, livy_url=server.url, name="sparkjobs-r", cadence=Cadence())
+    lines: list[str] = []
+    if not quietly:
+        execution.stream(lines.append)
+    outcome = execution.wait()
+    # Livy still has it running (the job lingers a minute): the run ended at its exit record.
+    assert server.batch(batch.id).state == "running"
+    assert outcome.status is (RunStatus.COMPLETED if code == 0 else RunStatus.FAILED) and outcome.exit_code == code
+    assert outcome.error == (None if code == 0 else "The job exited with code 3.")
+    assert outcome.details["app_id"] == "application_1764614400000_0007"
+    if not quietly:  # the driver log was shown whole
+        assert lines[lines.index(DRIVER_LOG_HEADER) + 1:] == ["the script's own output"]

@@ -34,6 +34,8 @@ class Spark:
         self._conf: Any = None
         self._filesystems: dict[tuple[str, str], Any] = {}
         self._owned_context: Any = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
         self._lock = threading.Lock()
 
     @staticmethod
@@ -49,11 +51,40 @@ class Spark:
         """The running SparkContext, created (and later stopped) by the bootstrap if none runs."""
         from pyspark import SparkContext
 
+        if self._starting is not None:  # started by start_context(): wait for it
+            self._starting.join()
+            self._starting = None
+            if self._start_error is not None:
+                raise self._start_error
         active = SparkContext._active_spark_context
         if active is not None:
             return active
         self._owned_context = SparkContext.getOrCreate()
         return self._owned_context
+
+    def start_context(self) -> None:
+        """Start creating the SparkContext in a thread (in yarn-cluster mode it takes seconds),
+        while this thread goes on through the JVM: ``context()`` then waits for it. The JVM
+        gateway is connected first, here, because creating the context holds pyspark's lock
+        until it is done."""
+        from pyspark import SparkContext
+
+        SparkContext._ensure_initialized()
+        if SparkContext._active_spark_context is not None or self._starting is not None:
+            return
+
+        def start() -> None:
+            try:
+                self._owned_context = SparkContext.getOrCreate()
+            except BaseException as exc:  # said by context(), in the thread that needs it
+                self._start_error = exc
+
+        self._starting = threading.Thread(target=start, name="sparkjobs-spark-context", daemon=True)
+        self._starting.start()
+
+    @property
+    def context_starting(self) -> bool:
+        return self._starting is not None
 
     def add_hadoop_settings(self, settings: dict[str, str]) -> None:
         """Set Hadoop keys on the context the script will share, and on the bootstrap's own conf."""
@@ -110,13 +141,16 @@ class Spark:
             except Exception as exc:  # py4j errors vary by state; exiting matters more than a close
                 say(f"could not close a filesystem: {brief(exc)}")
         self._filesystems.clear()
+        if self._starting is not None:
+            self._starting.join()
         if self._owned_context is not None and self._owned_context._jsc is not None:
             self._owned_context.stop()
 
     def _jvm(self) -> Any:
         from pyspark import SparkContext
 
-        SparkContext._ensure_initialized()  # connects to spark-submit's JVM; creates no context
+        if SparkContext._jvm is None:  # its lock is held while a context is created: not needed after
+            SparkContext._ensure_initialized()  # connects to spark-submit's JVM; creates no context
         return SparkContext._jvm
 
     def _resolve(self, uri: str) -> tuple[Any, Any]:

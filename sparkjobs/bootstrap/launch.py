@@ -100,7 +100,7 @@ from .hadoop import Spark, read_json
 from .logged import logged_files
 from .outputs import ship_outputs
 from .script import run_script
-from .snapshot import prepare_snapshot
+from .snapshot import copy_snapshot_early, prepare_snapshot
 from .spec import EXIT_BOOTSTRAP, BootstrapError, LaunchSpec, local_path
 
 __all__ = ["main"]
@@ -109,8 +109,9 @@ __all__ = ["main"]
 def _load_spec(location: str, spark: Spark) -> LaunchSpec:
     if local_path(location) is None:
         # The spec is on cluster storage, so this is a cluster run: yarn-cluster mode fails an
-        # application whose main file never creates a SparkContext, so make it now.
-        spark.context()
+        # application whose main file never creates a SparkContext, so make it now (in the
+        # background: the spec is read and the snapshot copied meanwhile).
+        spark.start_context()
     return LaunchSpec.from_json(read_json(location, spark, "launch spec"))
 
 
@@ -173,9 +174,10 @@ def _launch(spec: LaunchSpec, spark: Spark, work: str, digests: dict[str, str], 
     try:
         if spec.environment is not None:
             say(f"Python dependencies {spec.environment.digest[:12]} from {activate(spec.environment)}")
+        early = copy_snapshot_early(spec, spark, work)
         if spec.credentials_uri:
             _apply_credentials(spec.credentials_uri, spark, mask)
-        root = prepare_snapshot(spec, spark, work)
+        root = prepare_snapshot(spec, spark, work, early)
     except BootstrapError as exc:
         say(str(exc))
         failure.append(str(exc))

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,14 +16,46 @@ from .console import brief, count, say
 from .hadoop import Spark, read_json
 from .spec import BootstrapError, LaunchSpec, child_uri, is_relative_posix
 
-__all__ = ["FETCH_WORKERS", "ManifestFile", "module_paths", "prepare_snapshot", "sha256_of"]
+__all__ = ["FETCH_WORKERS", "EarlyCopy", "ManifestFile", "copy_snapshot_early", "module_paths", "prepare_snapshot", "sha256_of"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: Snapshot objects copied from storage at once; each copy is mostly waiting on the network.
 FETCH_WORKERS = 8
 
 
-def prepare_snapshot(spec: LaunchSpec, spark: Spark, work: str) -> str:
+class EarlyCopy:
+    """The snapshot copied from storage in a thread while the SparkContext starts (seconds in
+    yarn-cluster mode, as is copying a project file by file). The run's storage is readable
+    without the run's credentials (the launch spec was just read from it), so nothing waits on
+    them. A copy that failed is done again the usual way, whose error is the one reported."""
+
+    def __init__(self, spec: LaunchSpec, spark: Spark, work: str) -> None:
+        self._files: list[ManifestFile] | None = None
+        self._thread = threading.Thread(target=self._copy, args=(spec, spark, work), name="sparkjobs-snapshot-copy",
+                                        daemon=True)
+        self._thread.start()
+
+    def _copy(self, spec: LaunchSpec, spark: Spark, work: str) -> None:
+        try:
+            files = _manifest_files(read_json(spec.snapshot_manifest, spark, "snapshot manifest"), spec.snapshot_manifest)
+            _copy_objects(files, spec.objects_uri or "", os.path.join(work, "snapshot"), spark)
+        except Exception:  # noqa: BLE001 - copied again, and reported, by prepare_snapshot
+            return
+        self._files = files
+
+    def files(self) -> list[ManifestFile] | None:
+        self._thread.join()
+        return self._files
+
+
+def copy_snapshot_early(spec: LaunchSpec, spark: Spark, work: str) -> EarlyCopy | None:
+    """Start copying a content-addressed snapshot now, if the SparkContext is still starting."""
+    if spec.snapshot_manifest is None or spec.snapshot_archive is not None or not spark.context_starting:
+        return None
+    return EarlyCopy(spec, spark, work)
+
+
+def prepare_snapshot(spec: LaunchSpec, spark: Spark, work: str, early: EarlyCopy | None = None) -> str:
     """Make the snapshot the working folder and return its root."""
     if spec.snapshot_archive is None and spec.snapshot_manifest is None:
         return os.getcwd()
@@ -31,8 +64,12 @@ def prepare_snapshot(spec: LaunchSpec, spark: Spark, work: str) -> str:
         _extract(_find_archive(spec.snapshot_archive), root)
     else:
         assert spec.objects_uri is not None  # the spec's validation requires it
-        files = _manifest_files(read_json(spec.snapshot_manifest, spark, "snapshot manifest"), spec.snapshot_manifest)
-        _copy_objects(files, spec.objects_uri, root, spark)
+        files = early.files() if early is not None else None
+        if files is None:
+            files = _manifest_files(read_json(spec.snapshot_manifest, spark, "snapshot manifest"), spec.snapshot_manifest)
+            _copy_objects(files, spec.objects_uri, root, spark)
+        say(f"copied {count(len(files), 'snapshot file')} ({count(sum(f.size for f in files), 'byte')}) from "
+            f"{spec.objects_uri}{' while the SparkContext started' if early is not None and early.files() else ''}")
         _ship_modules(files, root, work, spark)
     os.chdir(root)
     return root
@@ -90,7 +127,6 @@ def _copy_objects(files: list[ManifestFile], objects_uri: str, root: str, spark:
         failed = [problem for problem in pool.map(fetch, files) if problem]
     if failed:
         raise BootstrapError(f"Cannot copy {count(len(failed), 'snapshot file')} from storage: " + "; ".join(failed[:3]) + ".")
-    say(f"copied {count(len(files), 'snapshot file')} ({count(sum(f.size for f in files), 'byte')}) from {objects_uri}")
 
 
 def sha256_of(path: str) -> str:

@@ -2,6 +2,11 @@
 
 Every key lives under the location's prefix in one container. Why it is built this way:
 
+* The SDK is imported only when first needed (``azure_sdk.py``): existence checks, puts of up
+  to ``block_size`` and creating the container are one signed request each of our own
+  (``blob_rest.py``), which is all a submission of an unchanged project does in storage;
+  importing the SDK alone cost ~0.2 s of CPU there (issue 9). Azure AD sign-in always uses the SDK.
+
 * Azure exceptions are translated in one place (:meth:`AzureBlobStore._seam`) into
   ``FileNotFoundError`` or one ``StorageError`` sentence naming account, container and
   endpoint. The SDK's own messages are never shown: they can carry SAS-signed URLs.
@@ -28,11 +33,13 @@ Every key lives under the location's prefix in one container. Why it is built th
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import mimetypes
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,23 +50,11 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 import requests
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, LinearRetry
 from urllib3.util.retry import Retry
 
-from ..credentials import IDENTITY_HINT, CredentialKind, StorageCredentials, parse_connection_string
+from ..credentials import CredentialKind, StorageCredentials, parse_connection_string
 from ..errors import ArtifactTransferError, ConfigError, StorageError
+from .blob_rest import BlobRest, RestStatusError, RestUnreachable, network_reason, signer_for
 from .base import ProgressCallback, Store, StoredObject, TransferResult, check_key, check_prefix
 from .uris import StorageLocation
 
@@ -108,75 +103,122 @@ class AzureBlobStore(Store):
         # Always the wasbs:// spelling of the container and prefix (an abfss:// location names
         # the same container); never a secret, which lives only in the credentials.
         self.location = location.uri(scheme="wasbs", folder=False)
-        self._service = _service_client(location, credentials, self.options)
-        self._container = self._service.get_container_client(location.container)
+        signer = signer_for(location.account, location.blob_account_url, credentials)
         # The endpoint as reached, without any query string (a SAS would be there).
-        self.endpoint = f"{self._service.scheme}://{self._service.primary_hostname}"
+        self.endpoint = signer.endpoint if signer else location.blob_account_url
+        self._rest_session: requests.Session | None = None
+        # The calls of a submission (exists, small puts, the container) go as signed requests of
+        # our own; the SDK is loaded for the rest (and for Azure AD, which only it can sign for).
+        self._rest: BlobRest | None = None
+        if signer is not None:
+            self._rest_session = pooled_session(self.options)
+            options = self.options
+            self._rest = BlobRest(
+                signer, location.container, self._rest_session, verify=credentials.ca_bundle or True,
+                connect_timeout=options.connect_timeout, read_timeout=options.read_timeout, retries=options.retries,
+                backoff=options.retry_backoff, deadline=options.operation_timeout,
+            )
+        self._service_client: Any = None
+        self._container_client: Any = None
+        self._sdk_lock = threading.Lock()
         self._ready = False  # this store may write without creating the container
+        if self._rest is None:  # only the SDK can sign for these credentials: a missing extra is said now
+            _ = self._container
+
+    @property
+    def _container(self) -> Any:
+        """The SDK's client for the container, made (and the SDK imported) on first use."""
+        if self._container_client is None:
+            with self._sdk_lock:
+                if self._container_client is None:
+                    service = _sdk().service_client(self._where, self._creds, self.options)
+                    self._service_client = service
+                    self._container_client = service.get_container_client(self._where.container)
+        return self._container_client
 
     def close(self) -> None:
-        self._service.close()
+        if self._service_client is not None:
+            self._service_client.close()
+        if self._rest_session is not None:
+            self._rest_session.close()
 
     # ---- the one seam where Azure exceptions become ours -------------------------------------
     @contextmanager
     def _seam(self, action: str, key: str | None = None) -> Iterator[None]:
         try:
             yield
-        except AzureError as exc:
+        except (RestStatusError, RestUnreachable) as exc:
+            raise self._translate_rest(exc, action, key) from None  # its cause holds no more than it says
+        except Exception as exc:
+            errors = sys.modules.get("azure.core.exceptions")  # no SDK loaded: not an SDK error
+            if errors is None or not isinstance(exc, errors.AzureError):
+                raise
             raise self._translate(exc, action, key) from exc
 
-    def _translate(self, exc: AzureError, action: str, key: str | None) -> Exception:
-        what = f"{action} {key!r}" if key else action
-        where = (
-            f"container {self._where.container!r} of storage account {self._where.account!r} "
-            f"at {self.endpoint}"
-        )
-        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-            if _network_reason(exc) in ("ssl", "certificate"):
-                return _Unreachable(
-                    f"Cannot reach {where}: its TLS certificate could not be verified"
-                    f"{' against ' + self._creds.ca_bundle if self._creds.ca_bundle else ''}. If a CA of your own "
-                    f"signs it, name that CA's file as 'ca_bundle' under storage.{self._where.account} in the "
-                    "credentials file."
-                )
-            return _Unreachable(
-                f"Cannot reach {where} ({self._what_was_tried(exc)}); check the store URL, the "
-                "network, and for Azurite that the emulator is running."
-            )
+    def _where_text(self) -> str:
+        return f"container {self._where.container!r} of storage account {self._where.account!r} at {self.endpoint}"
+
+    def _translate(self, exc: Any, action: str, key: str | None) -> Exception:
+        sdk = _sdk()
+        if isinstance(exc, (sdk.ServiceRequestError, sdk.ServiceResponseError)):
+            reason = network_reason(exc)
+            return self._unreachable(reason, isinstance(exc, sdk.ServiceRequestError), getattr(exc, _TRIED, None))
         status = getattr(exc, "status_code", None)
-        code = _error_code(exc)
-        if isinstance(exc, ResourceNotFoundError) and action == "read":
+        if isinstance(exc, sdk.ResourceNotFoundError) and action == "read":
             return FileNotFoundError(key)
+        refused = isinstance(exc, sdk.ClientAuthenticationError) or status in (401, 403)
+        if not refused and not isinstance(exc, sdk.HttpResponseError):
+            return StorageError(f"Could not {_what(action, key)} in {self._where_text()} ({type(exc).__name__}).")
+        return self._refusal(status, _error_code(exc), action, key, refused)
+
+    def _translate_rest(self, exc: RestStatusError | RestUnreachable, action: str, key: str | None) -> Exception:
+        if isinstance(exc, RestUnreachable):
+            return self._unreachable(exc.reason, exc.connecting, _Tried(exc.attempts, exc.seconds))
+        if exc.status == 404 and action == "read" and exc.code != "ContainerNotFound":
+            return FileNotFoundError(key)
+        return self._refusal(exc.status, exc.code, action, key, exc.status in (401, 403))
+
+    def _refusal(self, status: int | None, code: str | None, action: str, key: str | None, refused: bool) -> Exception:
+        where = self._where_text()
         if code == "ContainerNotFound":
             return StorageError(f"There is no {where}, and these credentials could not create it.")
-        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-            refused = f"create {where}" if action == _CREATE else f"{what} in {where}"
+        if refused:
+            refused_to = f"create {where}" if action == _CREATE else f"{_what(action, key)} in {where}"
             return StorageError(
-                f"Azure Blob storage refused to {refused} ({code or status}); check the "
+                f"Azure Blob storage refused to {refused_to} ({code or status}); check the "
                 f"{self._creds.kind.value} from {self._creds.source or 'the credentials'}."
             )
-        if isinstance(exc, HttpResponseError):
-            return StorageError(f"Could not {what} in {where}: HTTP {status} {code or ''}".rstrip() + ".")
-        return StorageError(f"Could not {what} in {where} ({type(exc).__name__}).")
+        return StorageError(f"Could not {_what(action, key)} in {where}: HTTP {status} {code or ''}".rstrip() + ".")
 
-    def _what_was_tried(self, exc: AzureError) -> str:
+    def _unreachable(self, reason: str, connecting: bool, tried: _Tried | None) -> Exception:
+        where = self._where_text()
+        if reason in ("ssl", "certificate"):
+            return _Unreachable(
+                f"Cannot reach {where}: its TLS certificate could not be verified"
+                f"{' against ' + self._creds.ca_bundle if self._creds.ca_bundle else ''}. If a CA of your own "
+                f"signs it, name that CA's file as 'ca_bundle' under storage.{self._where.account} in the "
+                "credentials file."
+            )
+        return _Unreachable(
+            f"Cannot reach {where} ({self._what_was_tried(reason, connecting, tried)}); check the store URL, the "
+            "network, and for Azurite that the emulator is running."
+        )
+
+    def _what_was_tried(self, reason: str, connecting: bool, tried: _Tried | None) -> str:
         options = self.options
-        reason = _network_reason(exc)
         if reason == "timed out":
-            connecting = isinstance(exc, ServiceRequestError)
             reason = (
                 f"could not connect within {options.connect_timeout:g} s"
                 if connecting
                 else f"no answer within {options.read_timeout:g} s"
             )
         limits = f"{options.connect_timeout:g} s to connect and {options.read_timeout:g} s per read"
-        tried: _Tried | None = getattr(exc, _TRIED, None)
         if tried is None:
             return f"{reason}; allowed {limits}"
         attempts = f"{tried.attempts} attempt{'s' if tried.attempts != 1 else ''} in {tried.seconds:.0f} s"
         return f"{reason}; {attempts}, each allowed {limits}"
 
-    def _blob(self, key: str) -> BlobClient:
+    def _blob(self, key: str) -> Any:
         return self._container.get_blob_client(self._where.key(key))
 
     def prepare_writes(self) -> None:
@@ -196,18 +238,34 @@ class AzureBlobStore(Store):
                 return
             with self._seam(_CREATE):
                 try:
-                    self._container.create_container()
-                except ResourceExistsError:
-                    pass
-                except HttpResponseError as exc:
+                    self._create_container()
+                except _Forbidden:
                     # A container-scoped SAS may write blobs but not create containers: assume
                     # the container exists (for this store only; its first write will tell).
-                    # An account key may create anything, so its 403 is a wrong key.
-                    if exc.status_code != 403 or _error_code(exc) == "AuthenticationFailed" or self._signs_with_key():
-                        raise
                     self._ready = True
                     return
             _READY.add(marker)
+
+    def _create_container(self) -> None:
+        """Create the container; an existing one is fine. _Forbidden: refused, but not for a
+        wrong key (an account key may create anything, so its 403 is a wrong key)."""
+        if self._rest is not None:
+            try:
+                self._rest.create_container()
+            except RestStatusError as exc:
+                if exc.status != 403 or exc.code == "AuthenticationFailed" or self._signs_with_key():
+                    raise
+                raise _Forbidden() from None
+            return
+        sdk = _sdk()
+        try:
+            self._container.create_container()
+        except sdk.ResourceExistsError:
+            pass
+        except sdk.HttpResponseError as exc:
+            if exc.status_code != 403 or _error_code(exc) == "AuthenticationFailed" or self._signs_with_key():
+                raise
+            raise _Forbidden() from None
 
     def _signs_with_key(self) -> bool:
         """Whether requests are signed with the account key, which grants every right."""
@@ -249,7 +307,7 @@ class AzureBlobStore(Store):
                     if (blob.metadata or {}).get("hdi_isfolder") == "true" or blob.name.endswith("/"):
                         continue
                     yield StoredObject(blob.name[strip:], blob.size)
-            except ResourceNotFoundError:
+            except _sdk().ResourceNotFoundError:
                 return  # no container yet, so nothing stored
 
     # ---- change detection for the run index: names per folder, ETags ---------------------------
@@ -265,7 +323,7 @@ class AzureBlobStore(Store):
                 for item in self._container.walk_blobs(name_starts_with=f"{base}/{start}" if base else start, delimiter="/"):
                     if item.name.endswith("/"):
                         names.append(item.name[strip:-1])
-            except ResourceNotFoundError:
+            except _sdk().ResourceNotFoundError:
                 return []  # no container yet
         return sorted(names)
 
@@ -273,7 +331,7 @@ class AzureBlobStore(Store):
         with self._seam("read", check_key(key)):
             try:
                 return str(self._blob(key).get_blob_properties().etag)
-            except ResourceNotFoundError:
+            except _sdk().ResourceNotFoundError:
                 return None
 
     def stamps(self, keys: list[str]) -> dict[str, str | None]:
@@ -302,10 +360,12 @@ class AzureBlobStore(Store):
 
     def _exists(self, key: str) -> bool:
         with self._seam("read", key):
+            if self._rest is not None:
+                return self._rest.exists(self._where.key(key))
             return self._blob(key).exists()
 
     def _delete(self, key: str) -> None:
-        with self._seam("delete", key), suppress(ResourceNotFoundError):
+        with self._seam("delete", key), suppress(_sdk().ResourceNotFoundError):
             self._blob(key).delete_blob()
 
     # ---- tree transfer: the base class's thread pool, with a leaner per-file step --------------
@@ -384,6 +444,18 @@ class AzureBlobStore(Store):
         """
         self._ensure_container()
         md5 = hashlib.md5(data).digest()
+        small = len(data) <= self.options.block_size
+        if small and self._rest is not None:
+            # One Put Blob with the MD5 as Content-MD5: the service refuses a body that does not match it.
+            headers = {"x-ms-meta-" + _SHA256: sha256, "x-ms-blob-content-type": _content_type(key),
+                       "x-ms-blob-content-md5": base64.b64encode(md5).decode()}
+            with self._seam("write", key):
+                returned = self._rest.put(self._where.key(key), data, headers, if_absent=if_absent)
+                if returned is None and if_absent:
+                    return None
+            _check(key, "MD5", md5, returned, f"after upload to {self.location}")
+            return {"content_md5": returned}
+        sdk = _sdk()
         with self._seam("write", key):
             try:
                 response = self._blob(key).upload_blob(
@@ -391,13 +463,13 @@ class AzureBlobStore(Store):
                     length=len(data),
                     overwrite=not if_absent,
                     metadata={_SHA256: sha256},
-                    content_settings=ContentSettings(content_type=_content_type(key), content_md5=bytearray(md5)),
+                    content_settings=sdk.ContentSettings(content_type=_content_type(key), content_md5=bytearray(md5)),
                 )
-            except (ResourceExistsError, ResourceModifiedError):
+            except (sdk.ResourceExistsError, sdk.ResourceModifiedError):
                 if if_absent:
                     return None
                 raise
-        if len(data) <= self.options.block_size:  # one Put Blob: the service hashed what it got
+        if small:  # one Put Blob: the service hashed what it got
             returned = response.get("content_md5")
             _check(key, "MD5", md5, bytes(returned) if returned else None, f"after upload to {self.location}")
         return response
@@ -407,6 +479,7 @@ class AzureBlobStore(Store):
     ) -> TransferResult | None:
         """Blocks in parallel (the SDK's max_concurrency) from one ordered, hashing read."""
         self._ensure_container()
+        sdk = _sdk()
         reader = _HashingReader(handle)
         blob = self._blob(key)
         with self._seam("write", key):
@@ -418,9 +491,9 @@ class AzureBlobStore(Store):
                     max_concurrency=self.options.max_concurrency,
                     validate_content=self.options.verify_blocks,
                     progress_hook=_delta_hook(progress),
-                    content_settings=ContentSettings(content_type=_content_type(key)),
+                    content_settings=sdk.ContentSettings(content_type=_content_type(key)),
                 )
-            except (ResourceExistsError, ResourceModifiedError):
+            except (sdk.ResourceExistsError, sdk.ResourceModifiedError):
                 if if_absent:
                     return None
                 raise
@@ -429,7 +502,7 @@ class AzureBlobStore(Store):
             sha256 = reader.sha256.hexdigest()
             # Record the digest on exactly the blob just committed (etag), for every later reader.
             blob.set_blob_metadata(
-                {_SHA256: sha256}, etag=response["etag"], match_condition=MatchConditions.IfNotModified
+                {_SHA256: sha256}, etag=response["etag"], match_condition=sdk.MatchConditions.IfNotModified
             )
         return TransferResult(key, size, sha256)
 
@@ -465,6 +538,14 @@ class AzureBlobStore(Store):
             partial.unlink(missing_ok=True)
 
 
+class _Forbidden(Exception):
+    """Creating the container was refused to credentials that may still write into it."""
+
+
+def _what(action: str, key: str | None) -> str:
+    return f"{action} {key!r}" if key else action
+
+
 class _Unreachable(StorageError):
     """The endpoint did not answer (refused, reset or timed out) after the allowed attempts."""
 
@@ -476,29 +557,6 @@ class _Tried:
 
 
 _TRIED = "sparkjobs_tried"  # the attribute on a final network error that says what was tried
-
-
-class _BoundedRetry(LinearRetry):
-    """The SDK's linear retry, which starts no retry once the operation is ``deadline`` old and
-    notes on the final network error how many attempts were made and for how long."""
-
-    def __init__(self, *, deadline: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.deadline = deadline
-
-    def configure_retries(self, request: Any) -> dict[str, Any]:
-        settings = super().configure_retries(request)
-        settings["started"] = time.monotonic()
-        return settings
-
-    def increment(self, settings: dict[str, Any], request: Any, response: Any = None, error: AzureError | None = None) -> bool:
-        again = super().increment(settings, request, response, error)
-        elapsed = time.monotonic() - settings["started"]
-        if again and elapsed < self.deadline:
-            return True
-        if error is not None:
-            setattr(error, _TRIED, _Tried(max(1, len(settings["history"])), elapsed))
-        return False
 
 
 class _HashingReader:
@@ -547,26 +605,14 @@ def _content_type(key: str) -> str:
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-def _error_code(exc: AzureError) -> str | None:
+def _error_code(exc: Any) -> str | None:
     code = getattr(exc, "error_code", None)
     return getattr(code, "value", code)
 
 
-_REASONS = re.compile(
-    r"Connection refused|timed out|Name or service not known|Temporary failure in name resolution|"
-    r"nodename nor servname|No route to host|Connection reset|Connection aborted|Remote end closed|SSL|certificate",
-    re.IGNORECASE,
-)
-
-
-def _network_reason(exc: AzureError) -> str:
-    """A short cause taken from the SDK's message (which itself may not be shown: URLs, SAS)."""
-    match = _REASONS.search(str(exc))
-    return match.group(0).lower() if match else "connection failed"
-
-
-def _service_client(location: StorageLocation, creds: StorageCredentials, options: AzureOptions) -> BlobServiceClient:
-    """A client whose pool, timeouts and retries suit many parallel transfers and fast failure."""
+def pooled_session(options: AzureOptions) -> requests.Session:
+    """A requests session whose pool is as wide as the parallel transfers (requests' default
+    of 10 connections would serialise a wider thread pool), with no retries of its own."""
     session = requests.Session()
     pool = max(10, options.max_workers * max(1, options.max_concurrency))
     adapter = requests.adapters.HTTPAdapter(
@@ -574,38 +620,11 @@ def _service_client(location: StorageLocation, creds: StorageCredentials, option
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    settings: dict[str, Any] = {
-        "transport": RequestsTransport(
-            session=session, session_owner=True, connection_timeout=options.connect_timeout,
-            read_timeout=options.read_timeout, connection_verify=creds.ca_bundle or True,
-        ),
-        # The SDK annotates these as int but computes with them as numbers: fractions work.
-        "retry_policy": _BoundedRetry(
-            deadline=options.operation_timeout,
-            backoff=options.retry_backoff,  # type: ignore[arg-type]
-            random_jitter_range=options.retry_backoff / 2,  # type: ignore[arg-type]
-            retry_total=options.retries,
-        ),
-        "max_single_put_size": options.block_size,
-        "max_block_size": options.block_size,
-        "max_single_get_size": options.block_size * 4,
-        "max_chunk_get_size": options.block_size,
-    }
-    if creds.kind is CredentialKind.CONNECTION_STRING:
-        return BlobServiceClient.from_connection_string(creds.secret or "", **settings)
-    credential: Any
-    if creds.kind is CredentialKind.ACCOUNT_KEY:
-        credential = {"account_name": location.account, "account_key": creds.secret}
-    elif creds.kind is CredentialKind.SAS:
-        from azure.core.credentials import AzureSasCredential
+    return session
 
-        credential = AzureSasCredential(creds.secret or "")
-    else:
-        try:
-            from azure.identity import DefaultAzureCredential
-        except ImportError:
-            raise StorageError(
-                f"Signing in to storage account {location.account} with Azure AD needs azure-identity: {IDENTITY_HINT}."
-            ) from None
-        credential = DefaultAzureCredential()
-    return BlobServiceClient(location.blob_account_url, credential=credential, **settings)
+
+def _sdk() -> Any:
+    """The SDK-backed half of this backend, imported on first use."""
+    from . import azure_sdk
+
+    return azure_sdk

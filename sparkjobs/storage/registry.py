@@ -7,6 +7,7 @@ gets the command that fixes it rather than an ImportError.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 
 from ..credentials import StorageCredentials
@@ -27,6 +28,9 @@ def _open_local(location: StorageLocation, credentials: StorageCredentials | Non
 def _open_azure(location: StorageLocation, credentials: StorageCredentials | None) -> Store:
     try:
         module = importlib.import_module(".azure", __package__)
+        # Not imported yet (a submission may never need it), but it must be there.
+        if importlib.util.find_spec("azure.storage.blob") is None:
+            raise ImportError(name="azure.storage.blob")
     except ImportError as exc:
         if not (exc.name or "").startswith("azure"):
             raise

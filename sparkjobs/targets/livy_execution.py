@@ -15,9 +15,11 @@ Livy loses while it still runs (another client's DELETE, or a restart, which sto
 batch unless recovery is on) and that left no such file is recorded ``killed``.
 
 That file is also the first sign of the end: in yarn-cluster mode Livy's log shows nothing of
-the driver, and Livy learns the end from YARN up to 5 s late. So while the batch runs, storage
-(not Livy) is asked about once a second whether the file exists; once it does, Livy is polled
-fast until the final state. A store that cannot answer only turns the hint off.
+the driver, and Livy learns the end from YARN up to 5 s late (and YARN only once Spark has shut
+down). So while the batch runs, storage (not Livy) is asked about once a second whether the
+file exists; once it does, a batch on YARN is read from Livy once more and the run finishes
+from the file (the record keeps the Livy state as read, often still ``running``); elsewhere
+Livy is polled fast until the final state. A store that cannot answer only turns the hint off.
 
 A batch that stays ``starting`` (YARN has no room for it) is reported every so often and
 deleted at the compute's start deadline. Every line from Livy or storage passes through
@@ -169,26 +171,40 @@ class RunFiles:
         return None
 
 
+class _EndRecorded(Exception):
+    """The run's exit record is in storage and the batch runs on YARN: stop watching Livy."""
+
+
 class _ExitHint:
     """Whether the run's exit record is in storage yet: the batch is about to end. The answer
     comes from the store, never Livy; a store that fails once is not asked again (a store
     that hangs would delay every Livy poll), and that is said once, in the debug log only:
-    the run itself is watched as before."""
+    the run itself is watched as before.
 
-    def __init__(self, files: RunFiles) -> None:
+    Once the record is there and ``finish_now()`` says so, it raises :class:`_EndRecorded`
+    instead of answering, which ends Livy's tail or wait (``livy`` lets a probe do that): on
+    YARN, Livy learns the end up to 5 s after YARN, which learns it only once Spark has shut
+    down, and the record already says all a run needs (it is written after the driver log and
+    the outputs)."""
+
+    def __init__(self, files: RunFiles, finish_now: Callable[[], bool] = lambda: False) -> None:
         self._files = files
+        self._finish_now = finish_now
         self._broken = False
 
     def __call__(self) -> bool:
         if self._broken:
             return False
         try:
-            return self._files.store.exists(self._files.exit)
+            found = self._files.store.exists(self._files.exit)
         except Exception as exc:  # noqa: BLE001 - a hint must never fail the run
             self._broken = True
             log.info("sparkjobs: stopped looking for %s to see the end sooner: %s",
                      self._files.shown(self._files.exit), exc)
             return False
+        if found and self._finish_now():
+            raise _EndRecorded()
+        return found
 
 
 class _Replaced(Exception):
@@ -264,12 +280,31 @@ class LivyExecution(Execution):
         self._progress_every = min(PROGRESS_SECONDS, max(cadence.slow, start_timeout / 4))
         self._next_progress = self._progress_every
         self._handle = BatchHandle(_Watched(client, self._seen), batch, sleep=sleep, clock=clock)  # type: ignore[arg-type]
-        self._ending = _ExitHint(files)
+        self._ending = _ExitHint(files, self._on_yarn)
+        self._end_recorded = False  # finished from the exit record, before Livy's final state
         self.details: Mapping[str, str] = batch_details(livy_url, batch, name)
 
     @property
     def batch(self) -> Batch:
         return self._handle.batch
+
+    def _on_yarn(self) -> bool:
+        """Whether Livy runs the batch on YARN (only there does its final state lag the end).
+        A quiet wait reads only the state, and the id comes late: the batch is read once more."""
+        if not (self._handle.batch.app_id or "").startswith("application_"):
+            try:
+                self._handle.refresh()
+            except (LivyError, _Replaced):
+                return False
+        return (self._handle.batch.app_id or "").startswith("application_")
+
+    def _read_once_more(self) -> None:
+        """The exit record is in: read the batch once (its state as it is), not until it ends."""
+        self._end_recorded = True
+        try:
+            self._handle.refresh()
+        except (LivyError, _Replaced):
+            pass  # the record says how the script ended; Livy's word would only add its state
 
     def _seen(self, batch: Batch) -> None:
         if batch.name is not None and batch.name != self._name:
@@ -315,6 +350,8 @@ class LivyExecution(Execution):
                 for line in tail:
                     self._lines.append(line.text)
                     sink(_shown(line))
+            except _EndRecorded:
+                self._read_once_more()
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
                 sink(f"sparkjobs: {self._never_started}")
@@ -352,7 +389,8 @@ class LivyExecution(Execution):
 
     def wait(self) -> Outcome:
         try:
-            if not (self._forgotten or self._never_started or self._killed.is_set() or self._handle.state.is_terminal):
+            if not (self._forgotten or self._never_started or self._killed.is_set() or self._end_recorded
+                    or self._handle.state.is_terminal):
                 self._wait_quietly()
             return replace(self._outcome(), output_digests=self._files.output_digests())
         finally:
@@ -367,6 +405,8 @@ class LivyExecution(Execution):
                 self._handle.wait(
                     WATCH_DEADLINE_SECONDS, interval=self._cadence, start_timeout=self._start_timeout, ending=self._ending,
                 )
+            except _EndRecorded:
+                self._read_once_more()
             except BatchStartTimeout as exc:
                 self._give_up_starting(exc)
             except BatchNotFound as exc:
@@ -414,6 +454,10 @@ class LivyExecution(Execution):
             error = None if code == 0 else f"The job exited with code {code} (read from storage: {forgotten})."
             return Outcome(status, code, error, details=details, outputs_store=store)
         details["livy_state"] = terminal_safe(batch.state_raw)
+        if self._end_recorded and not batch.state.is_terminal and code is not None:
+            # Livy has not caught up with YARN yet; the exit record says how the script ended.
+            error = None if code == 0 else f"The job exited with code {code}."
+            return Outcome(RunStatus.COMPLETED if code == 0 else RunStatus.FAILED, code, error, details=details, outputs_store=store)
         if batch.state is BatchState.SUCCESS and code is None:
             error = (
                 f"Livy reported success but the job never wrote its exit record at {self._files.shown(self._files.exit)}; "

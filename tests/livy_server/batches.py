@@ -376,7 +376,9 @@ class Registry:
                 with self.lock:
                     buf.append(line)
                     record.first_seen.setdefault(line, time.monotonic())
-                    if record.app_id is None and (found := APP_ID.search(line)):
+                    # A python job may also say it runs on YARN by printing an application id.
+                    placeholder = record.app_id is None or (self.runner == "python" and record.app_id.startswith("local-"))
+                    if placeholder and (found := APP_ID.search(line)):
                         record.app_id = found.group(1)
                     if record.spark_ui_url is None and (ui := SPARK_UI.search(line)):
                         record.spark_ui_url = ui.group(1)
