@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hdi_common import CONTAINER, REPO, BenchProject, hdinsight, load, make_project, sparkjobs_run
+from hdi_common import CONTAINER, BenchProject, hdinsight, load, make_project, sparkjobs_run
 
 from hdi_end_latency import LivyWatcher
 

@@ -7,10 +7,8 @@ through ``shipped_env.give_environment``. The YARN (Livy) runs are in test_env_s
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 from helpers import cli_json, make_project, write

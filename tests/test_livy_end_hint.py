@@ -153,12 +153,15 @@ log, exit_record, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("Submitted application application_1764614400000_0007", flush=True)
 os.makedirs(os.path.dirname(log), exist_ok=True)
 open(log, "w").write("the script's own output\\n")
-open(exit_record, "w").write(json.dumps({"run_id": "r", "exit_code": code, "outputs_sha256": {}}))
+record = {"run_id": "r", "exit_code": code, "outputs_sha256": {}}
+if code == 2:  # the bootstrap stopped the run before the script, and said why
+    record["error"] = "Error: these Python dependencies were built for Python 3.8."
+open(exit_record, "w").write(json.dumps(record))
 time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("code", [0, 3])
+@pytest.mark.parametrize("code", [0, 3, 2])
 @pytest.mark.parametrize("quietly", [False, True], ids=["stream", "wait"])
 def test_on_yarn_the_run_finishes_from_its_exit_record_without_waiting_for_livys_final_state(
         livy_server_factory, livy_client_factory, tmp_path: Path, code: int, quietly: bool):
@@ -182,7 +185,8 @@ def test_on_yarn_the_run_finishes_from_its_exit_record_without_waiting_for_livys
     # Livy still has it running (the job lingers a minute): the run ended at its exit record.
     assert server.batch(batch.id).state == "running"
     assert outcome.status is (RunStatus.COMPLETED if code == 0 else RunStatus.FAILED) and outcome.exit_code == code
-    assert outcome.error == (None if code == 0 else "The job exited with code 3.")
+    said = {0: None, 3: "The job exited with code 3.", 2: "Error: these Python dependencies were built for Python 3.8."}
+    assert outcome.error == said[code]
     assert outcome.details["app_id"] == "application_1764614400000_0007"
     if not quietly:  # the driver log was shown whole
         assert lines[lines.index(DRIVER_LOG_HEADER) + 1:] == ["the script's own output"]

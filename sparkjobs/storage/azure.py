@@ -37,11 +37,9 @@ import base64
 import hashlib
 import mimetypes
 import os
-import re
 import secrets
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -344,11 +342,12 @@ class AzureBlobStore(Store):
         """One request either way: a GET with If-None-Match, whose 304 says the ETag is unchanged;
         the ETag of what it returns comes in the same answer."""
         check_key(key)
-        condition = {"etag": stamp, "match_condition": MatchConditions.IfModified} if stamp else {}
+        sdk = _sdk()
+        condition = {"etag": stamp, "match_condition": sdk.MatchConditions.IfModified} if stamp else {}
         with self._seam("read", key):
             try:
                 downloader = self._blob(key).download_blob(max_concurrency=self.options.max_concurrency, **condition)
-            except HttpResponseError as exc:
+            except sdk.HttpResponseError as exc:
                 if exc.status_code == 304:  # the SDK calls it ResourceModifiedError
                     return None
                 raise

@@ -455,8 +455,9 @@ class LivyExecution(Execution):
             return Outcome(status, code, error, details=details, outputs_store=store)
         details["livy_state"] = terminal_safe(batch.state_raw)
         if self._end_recorded and not batch.state.is_terminal and code is not None:
-            # Livy has not caught up with YARN yet; the exit record says how the script ended.
-            error = None if code == 0 else f"The job exited with code {code}."
+            # Livy has not caught up with YARN yet; the exit record says how the script ended, and
+            # the bootstrap's own sentence, if it stopped the run, says what to do.
+            error = None if code == 0 else (self._files.bootstrap_error() or f"The job exited with code {code}.")
             return Outcome(RunStatus.COMPLETED if code == 0 else RunStatus.FAILED, code, error, details=details, outputs_store=store)
         if batch.state is BatchState.SUCCESS and code is None:
             error = (
