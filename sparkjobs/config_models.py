@@ -83,7 +83,7 @@ class RunSettings:
     config_files: tuple[str, ...] = ()
     #: What each key of those files resolved to (honoured, mapped or ignored, and why).
     notices: tuple[ConfigNotice, ...] = ()
-    #: Workbench's CondaDependenciesFile (relative POSIX path in the project), not built yet.
+    #: Workbench's CondaDependenciesFile (relative POSIX path in the project): built like RequirementsFile.
     conda_dependencies_file: str | None = None
     #: A pip requirements file (relative POSIX path in the project): the run's Python dependencies.
     requirements_file: str | None = None
