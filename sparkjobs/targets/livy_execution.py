@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -102,6 +102,9 @@ class RunFiles:
 
     store: Store
     run_id: str
+    # The bootstrap writes its exit record once, whole, at the end: once read it is final, so the
+    # finish (exit code, error, output digests) reads it from storage once, not once per question.
+    _exit_read: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def prefix(self) -> str:
@@ -136,11 +139,15 @@ class RunFiles:
         return f"{self.store.location.rstrip('/')}/{key}"
 
     def _exit_record(self) -> dict:
+        if self._exit_read:
+            return self._exit_read
         try:
             data = json.loads(self.store.get_bytes(self.exit))
         except (FileNotFoundError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if isinstance(data, dict):
+            self._exit_read.update(data)
+        return self._exit_read
 
     def exit_code(self) -> int | None:
         """The script's exit code as the bootstrap recorded it, or None if it recorded none."""
