@@ -190,3 +190,37 @@ def test_on_yarn_the_run_finishes_from_its_exit_record_without_waiting_for_livys
     assert outcome.details["app_id"] == "application_1764614400000_0007"
     if not quietly:  # the driver log was shown whole
         assert lines[lines.index(DRIVER_LOG_HEADER) + 1:] == ["the script's own output"]
+
+
+# The bootstrap's copy to storage is not atomic on every filesystem (a local file, a Hadoop
+# copyFromLocalFile): the record can exist for a moment with only part of its text.
+RECORD_WRITTEN_SLOWLY = """
+import json, os, sys, time
+exit_record = sys.argv[1]
+print("Submitted application application_1764614400000_0008", flush=True)
+os.makedirs(os.path.dirname(exit_record), exist_ok=True)
+text = json.dumps({"run_id": "r", "exit_code": 0, "outputs_sha256": {}})
+with open(exit_record, "w") as handle:
+    handle.write(text[:10])
+    handle.flush()
+    time.sleep(4)
+    handle.write(text[10:])
+time.sleep(60)
+"""
+
+
+def test_a_half_written_exit_record_is_not_taken_for_the_end(livy_server_factory, livy_client_factory, tmp_path: Path):
+    from sparkjobs.runs import RunStatus
+    from sparkjobs.storage.local import LocalStore
+    from sparkjobs.targets.livy_execution import LivyExecution, RunFiles
+
+    server = livy_server_factory(runner="python")
+    client = livy_client_factory(server)
+    store = LocalStore(tmp_path / "store")
+    files = RunFiles(store, "20261201T000000000Z-abcdef")
+    script = tmp_path / "job.py"
+    script.write_text(RECORD_WRITTEN_SLOWLY)
+    batch = client.create_batch(BatchRequest(file=str(script), args=[str(store.root / files.exit)], name="sparkjobs-r"))
+    execution = LivyExecution(client, batch, files, livy_url=server.url, name="sparkjobs-r", cadence=Cadence())
+    outcome = execution.wait()
+    assert outcome.status is RunStatus.COMPLETED and outcome.exit_code == 0, outcome.error

@@ -113,7 +113,10 @@ class Spark:
         plain = self._plain_path(uri)
         if plain is not None:
             os.makedirs(os.path.dirname(plain) or ".", exist_ok=True)
-            shutil.copyfile(local, plain)
+            # Copied beside it, then renamed: a reader never sees the file half-written.
+            partial = f"{plain}.{os.getpid()}.partial"
+            shutil.copyfile(local, partial)
+            os.replace(partial, plain)
             return
         filesystem, path = self._resolve(uri)
         source = self._jvm().org.apache.hadoop.fs.Path(os.path.abspath(local))

@@ -145,9 +145,15 @@ class RunFiles:
             data = json.loads(self.store.get_bytes(self.exit))
         except (FileNotFoundError, ValueError):
             return {}
-        if isinstance(data, dict):
+        # Only a whole record is kept: on a filesystem whose copy is not atomic (a local file,
+        # Hadoop's copyFromLocalFile) it can be read half-written, and is read again later.
+        if isinstance(data, dict) and "exit_code" in data:
             self._exit_read.update(data)
         return self._exit_read
+
+    def exit_recorded(self) -> bool:
+        """Whether the bootstrap's exit record is in storage, whole."""
+        return bool(self._exit_record())
 
     def exit_code(self) -> int | None:
         """The script's exit code as the bootstrap recorded it, or None if it recorded none."""
@@ -203,7 +209,7 @@ class _ExitHint:
         if self._broken:
             return False
         try:
-            found = self._files.store.exists(self._files.exit)
+            found = self._files.exit_recorded()
         except Exception as exc:  # noqa: BLE001 - a hint must never fail the run
             self._broken = True
             log.info("sparkjobs: stopped looking for %s to see the end sooner: %s",
