@@ -189,3 +189,32 @@ def test_runs_page_on_a_shared_blob_store_shows_what_another_machine_added_or_ch
         assert shown("?sort_desc=metric:accuracy")[:2] == [RUNS[2].id, elsewhere.id]  # after Infinity
     finally:
         ui.stop()
+
+
+@pytest.mark.azurite
+def test_runs_list_on_a_blob_store_never_loads_the_azure_sdk(blob_history, tmp_path):
+    # Importing azure-storage-blob costs ~0.2 s of CPU on every `runs list` (issue 10: 0.3 s for
+    # --last 50): listing and the index's conditional GETs are signed requests of our own.
+    from test_startup_imports import _WRAPPER
+
+    import subprocess
+    import sys
+
+    def loaded(*args: str) -> tuple[set[str], str]:
+        out = tmp_path / "modules.json"
+        done = subprocess.run([sys.executable, "-c", _WRAPPER, str(out), "runs", "list", *args], capture_output=True,
+                              text=True, env=blob_history["env"], cwd=blob_history["project"], timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return set(json.loads(out.read_text())), done.stdout
+
+    def sdk(modules: set[str]) -> list[str]:  # the bare namespaces come from checking the extra is there
+        return sorted(m for m in modules if m.startswith(("azure.storage.blob", "azure.core")))
+
+    running = record(new_run_id(), status=RunStatus.RUNNING, ended_at=None, exit_code=None)
+    put_blob(blob_history, running)
+    cold, shown = loaded("--all")  # builds the index: lists every run and reads every record
+    assert running.id in shown and sdk(cold) == []
+    put_blob(blob_history, replace(running, status=RunStatus.FAILED, exit_code=3))
+    warm, shown = loaded("--all", "--status", "failed")  # a conditional GET sees the change
+    assert running.id in shown and sdk(warm) == []

@@ -172,7 +172,7 @@ class AzureBlobStore(Store):
     def _translate_rest(self, exc: RestStatusError | RestUnreachable, action: str, key: str | None) -> Exception:
         if isinstance(exc, RestUnreachable):
             return self._unreachable(exc.reason, exc.connecting, _Tried(exc.attempts, exc.seconds))
-        if exc.status == 404 and action == "read" and exc.code != "ContainerNotFound":
+        if exc.status == 404 and action == "read":  # no such blob, or no container yet: nothing stored
             return FileNotFoundError(key)
         return self._refusal(exc.status, exc.code, action, key, exc.status in (401, 403))
 
@@ -282,10 +282,21 @@ class AzureBlobStore(Store):
         return self._upload_path(key, path, if_absent, None) is not None
 
     def _get_bytes(self, key: str) -> bytes:
+        if self._rest is not None:
+            with self._seam("read", key):
+                fetched = self._rest.get(self._where.key(key))
+            assert fetched is not None  # unconditional: never a 304
+            return self._checked(key, fetched.data, fetched.metadata)
         with self._seam("read", key):
             downloader = self._blob(key).download_blob(max_concurrency=self.options.max_concurrency)
             data = downloader.readall()
         recorded = (downloader.properties.metadata or {}).get(_SHA256)
+        if recorded:
+            _check(key, "SHA-256", recorded, hashlib.sha256(data).hexdigest(), f"downloaded from {self.location}")
+        return data
+
+    def _checked(self, key: str, data: bytes, metadata: dict[str, str]) -> bytes:
+        recorded = metadata.get(_SHA256)
         if recorded:
             _check(key, "SHA-256", recorded, hashlib.sha256(data).hexdigest(), f"downloaded from {self.location}")
         return data
@@ -297,6 +308,13 @@ class AzureBlobStore(Store):
         base = self._where.prefix
         start = "/".join(p for p in (base, prefix) if p)
         strip = len(base) + 1 if base else 0
+        if self._rest is not None:
+            with self._seam("list", prefix or "/"):
+                for item in self._rest.list(f"{start}/" if start else "", metadata=True):
+                    if item.metadata.get("hdi_isfolder") == "true" or item.name.endswith("/"):
+                        continue
+                    yield StoredObject(item.name[strip:], item.size)
+            return
         with self._seam("list", prefix or "/"):
             blobs = self._container.list_blobs(name_starts_with=f"{start}/" if start else None, include=["metadata"])
             try:
@@ -316,6 +334,11 @@ class AzureBlobStore(Store):
         base = "/".join(p for p in (self._where.prefix, check_prefix(prefix)) if p)
         strip = len(base) + 1 if base else 0
         names = []
+        if self._rest is not None:
+            with self._seam("list", prefix or "/"):
+                listed = self._rest.list(f"{base}/{start}" if base else start, delimiter="/")
+                names = [item.name[strip:-1] for item in listed if item.folder]
+            return sorted(names)
         with self._seam("list", prefix or "/"):
             try:
                 for item in self._container.walk_blobs(name_starts_with=f"{base}/{start}" if base else start, delimiter="/"):
@@ -327,6 +350,8 @@ class AzureBlobStore(Store):
 
     def stamp(self, key: str) -> str | None:
         with self._seam("read", check_key(key)):
+            if self._rest is not None:
+                return self._rest.etag(self._where.key(key))
             try:
                 return str(self._blob(key).get_blob_properties().etag)
             except _sdk().ResourceNotFoundError:
@@ -342,6 +367,12 @@ class AzureBlobStore(Store):
         """One request either way: a GET with If-None-Match, whose 304 says the ETag is unchanged;
         the ETag of what it returns comes in the same answer."""
         check_key(key)
+        if self._rest is not None:
+            with self._seam("read", key):
+                fetched = self._rest.get(self._where.key(key), unless_etag=stamp)
+            if fetched is None:
+                return None
+            return self._checked(key, fetched.data, fetched.metadata), fetched.etag
         sdk = _sdk()
         condition = {"etag": stamp, "match_condition": sdk.MatchConditions.IfModified} if stamp else {}
         with self._seam("read", key):

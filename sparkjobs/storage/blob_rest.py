@@ -1,10 +1,11 @@
-"""The few Blob calls a run makes most often (does a blob exist, put a small blob, create the
-container), each one signed HTTP request, without loading azure-storage-blob.
+"""The Blob calls a run and the run history make most often, each one signed HTTP request,
+without loading azure-storage-blob: does a blob exist, its ETag, put a small blob, get one
+(optionally only if its ETag changed), list names (optionally by folder), create the container.
 
 Why hand-written: importing the SDK costs about 0.2 s of CPU, and a submission of an unchanged
-project needs only these calls (issue 9: 0.5 s from command to Livy's 201). Everything else
-(listing, reading, large uploads, Azure AD sign-in) stays with the SDK, which
-:mod:`sparkjobs.storage.azure` loads when one of those is first used. The signing is the
+project (issue 9: 0.5 s from command to Livy's 201) or a ``runs list`` of a warm index (issue 10:
+0.3 s) needs only these calls. Everything else (large uploads and downloads, Azure AD sign-in)
+stays with the SDK, which :mod:`sparkjobs.storage.azure` loads when one of those is first used. The signing is the
 documented Shared Key scheme (https://learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key),
 or a SAS appended to the query; it is checked against real Azurite by tests/test_storage_azure.py.
 
@@ -19,8 +20,11 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -28,7 +32,7 @@ import urllib3
 
 from ..credentials import CredentialKind, StorageCredentials, parse_connection_string
 
-__all__ = ["BlobRest", "RestStatusError", "RestUnreachable", "network_reason", "signer_for"]
+__all__ = ["BlobRest", "Fetched", "Listed", "RestStatusError", "RestUnreachable", "network_reason", "signer_for"]
 
 API_VERSION = "2021-12-02"  # a version every Azure region and Azurite 3.x accept
 
@@ -82,6 +86,25 @@ def signer_for(endpoint_account: str, account_url: str, creds: StorageCredential
     return None
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One name from a listing: a blob (with its size and metadata) or, with a delimiter, a folder."""
+
+    name: str
+    size: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+    folder: bool = False
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A blob's bytes, its ETag and its metadata (the ``x-ms-meta-*`` headers)."""
+
+    data: bytes
+    etag: str
+    metadata: dict[str, str]
+
+
 _SIGNED_HEADERS = ("content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
                    "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range")
 
@@ -110,6 +133,44 @@ class BlobRest:
             return None
         returned = answer.headers.get("Content-MD5")
         return base64.b64decode(returned) if returned else None
+
+    def etag(self, name: str) -> str | None:
+        """The blob's ETag, or None when there is no such blob."""
+        status, answer = self._call("HEAD", name, {}, b"", (200, 404))
+        return answer.headers.get("ETag") if status == 200 else None
+
+    def get(self, name: str, *, unless_etag: str | None = None) -> Fetched | None:
+        """The whole blob in one GET; None when ``unless_etag`` still names it (304). A missing
+        blob raises :class:`RestStatusError` 404, as every other refusal does."""
+        headers = {"if-none-match": unless_etag} if unless_etag else {}
+        status, answer = self._call("GET", name, headers, b"", (200, 304))
+        if status == 304:
+            return None
+        return Fetched(answer.content, answer.headers.get("ETag", ""), _metadata(answer.headers))
+
+    def list(self, prefix: str, *, delimiter: str | None = None, metadata: bool = False) -> Iterator[Listed]:
+        """Every name under ``prefix``, page by page (the service's order: by name). With a
+        delimiter, what lies deeper is one folder name ending with it. A missing container lists nothing."""
+        query = {"restype": "container", "comp": "list"}
+        if prefix:
+            query["prefix"] = prefix
+        if delimiter:
+            query["delimiter"] = delimiter
+        if metadata:
+            query["include"] = "metadata"
+        marker = ""
+        while True:
+            paged = {**query, "marker": marker} if marker else query
+            status, answer = self._call("GET", None, {}, b"", (200, 404), query=paged)
+            if status == 404:
+                if answer.headers.get("x-ms-error-code") == "ContainerNotFound":
+                    return
+                raise RestStatusError(404, answer.headers.get("x-ms-error-code"))
+            page = ElementTree.fromstring(answer.content)
+            yield from _listed(page)
+            marker = page.findtext("NextMarker") or ""
+            if not marker:
+                return
 
     def create_container(self) -> bool:
         """True if created, False if it was there already."""
@@ -158,6 +219,22 @@ class BlobRest:
             params = "&".join(p for p in (params, signer.sas) if p)
         return self._session.request(method, url + (f"?{params}" if params else ""), headers=sent, data=body or None,
                                      timeout=self._timeout, verify=self._verify, allow_redirects=False)
+
+
+def _metadata(headers: Any) -> dict[str, str]:
+    return {k[len("x-ms-meta-"):].lower(): v for k, v in headers.items() if k.lower().startswith("x-ms-meta-")}
+
+
+def _listed(page: ElementTree.Element) -> Iterator[Listed]:
+    blobs = page.find("Blobs")
+    for item in blobs if blobs is not None else ():
+        if item.tag == "BlobPrefix":
+            yield Listed(item.findtext("Name") or "", folder=True)
+        elif item.tag == "Blob":
+            size = item.findtext("Properties/Content-Length") or "0"
+            found = item.find("Metadata")
+            meta = {child.tag.lower(): child.text or "" for child in found} if found is not None else {}
+            yield Listed(item.findtext("Name") or "", int(size), meta)
 
 
 def _signature(signer: _Signer, method: str, path: str, headers: dict[str, str], query: dict[str, str]) -> str:
