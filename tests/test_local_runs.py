@@ -175,3 +175,34 @@ def test_ctrl_c_kills_the_job_and_records_killed(env):
     # the job's process group is gone: no spark-submit of this run is left behind
     leftover = subprocess.run(["pgrep", "-f", record["id"]], capture_output=True, text=True).stdout.strip()
     assert leftover == ""
+
+
+CHATTY = "for i in range(100000):\n    print('line', i)\n"
+
+
+def test_every_line_reaches_the_log_even_when_the_console_reads_slowly(env):
+    """spark-submit copies the Python driver's output on a daemon thread, and the JVM exits as
+    soon as Python has: what that thread still held was lost whenever the console read slower
+    than the job wrote (seen under load; a slow reader makes it happen every time)."""
+    import sys
+    import time
+
+    write(env["project"] / "chatty.py", CHATTY)
+    process = subprocess.Popen([sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project",
+                                str(env["project"]), "chatty.py"], env=env["env"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    printed, deadline = [], time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and (chunk := process.stdout.read1(16384)):
+            printed.append(chunk)
+            time.sleep(0.05)  # a console slower than the job
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = b"".join(printed).decode().splitlines()
+    assert [line for line in lines if line.startswith("line ")][-1] == "line 99999"
+    run_id = cli_json("runs", "list", "--json", "--project", str(env["project"]), env=env["env"])[1][0]["id"]
+    log = (env["home"] / "runs" / run_id / "driver.log").read_text().splitlines()
+    assert log.count("line 99999") == 1 and len([line for line in log if line.startswith("line ")]) == 100000

@@ -28,4 +28,12 @@ if __name__ == "__main__":
             file=sys.stderr,
         )
         sys.exit(EXIT_BOOTSTRAP)
-    sys.exit(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        from sparkjobs.bootstrap.console import flush_stdio
+        from sparkjobs.bootstrap.console_drain import wait_until_output_is_read
+
+        flush_stdio()
+        wait_until_output_is_read()
+    sys.exit(code)
