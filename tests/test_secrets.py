@@ -111,7 +111,8 @@ def setup(tmp_path, azurite, azurite_container):
 
 
 def _check_job_environment(printed: str) -> None:
-    names_line = next(line for line in printed.splitlines() if line.startswith("NAMES "))
+    names_line = next((line for line in printed.splitlines() if line.startswith("NAMES ")), None)
+    assert names_line is not None, f"the job's NAMES line is not in what it printed:\n{printed}"
     names = set(names_line.split()[1:])
     assert COPIES <= names  # the job really printed its environment
     assert not names & set(CREDENTIAL_VARIABLES), names & set(CREDENTIAL_VARIABLES)

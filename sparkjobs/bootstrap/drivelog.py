@@ -32,6 +32,9 @@ class _Tee:
         self._log = open(path, "ab", buffering=0)  # noqa: SIM115 - open from start() to stop()
         self._size = 0
         self._lock = threading.Lock()
+        # Both pumps write to the same console (spark-submit merges the driver's stdout and
+        # stderr): one chunk at a time, so a long write of one is never cut by the other's.
+        self._console_lock = threading.Lock()
         self._saved: dict[int, int] = {}
         self._pumps: list[threading.Thread] = []
 
@@ -69,7 +72,8 @@ class _Tee:
             while chunk := pipe.read(65536):
                 if console_open:
                     try:
-                        _write_all(console, chunk)
+                        with self._console_lock:
+                            _write_all(console, chunk)
                     except OSError:
                         console_open = False  # keep draining: a full pipe would block the script
                 whole, pending = _whole_lines(pending + chunk)

@@ -72,8 +72,11 @@ class ProcessExecution(Execution):
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
+                # Two pipes, not one: spark-submit's JVM writes the Python driver's output (copied in
+                # 1 KiB pieces) to its stdout and its own log to its stderr; in one pipe a log line
+                # landed inside a line the script printed, under load.
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -81,31 +84,36 @@ class ProcessExecution(Execution):
         self.details = {"pid": str(self._process.pid)}
 
     def stream(self, sink: LineSink) -> None:
-        """Deliver lines until the output closes, or shortly after the job has ended even if a
-        process that escaped its group still holds the output open."""
-        assert self._process.stdout is not None
-        pipe = self._process.stdout
-        pending = b""
+        """Deliver lines from stdout and stderr, each whole, until both close, or shortly after
+        the job has ended even if a process that escaped its group still holds one open."""
+        assert self._process.stdout is not None and self._process.stderr is not None
+        pending: dict[int, bytes] = {}
         with selectors.DefaultSelector() as selector:
-            selector.register(pipe, selectors.EVENT_READ)
+            for pipe in (self._process.stdout, self._process.stderr):
+                selector.register(pipe, selectors.EVENT_READ)
+                pending[pipe.fileno()] = b""
             drain_until: float | None = None
-            while True:
+            while selector.get_map():
                 if drain_until is None and self._process.poll() is not None:
                     drain_until = time.monotonic() + _DRAIN_SECONDS
                 timeout = 0.2 if drain_until is None else max(0.0, drain_until - time.monotonic())
-                if not selector.select(timeout):
+                ready = selector.select(timeout)
+                if not ready:
                     if drain_until is not None and time.monotonic() >= drain_until:
                         break
                     continue
-                chunk = os.read(pipe.fileno(), 65536)
-                if not chunk:
-                    break
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    self._deliver(sink, raw)
-        if pending:
-            self._deliver(sink, pending)
+                for key, _ in ready:
+                    fd = key.fd
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        continue
+                    *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                    for raw in lines:
+                        self._deliver(sink, raw)
+        for rest in pending.values():
+            if rest:
+                self._deliver(sink, rest)
 
     def _deliver(self, sink: LineSink, raw: bytes) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\r")
