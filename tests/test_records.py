@@ -87,7 +87,12 @@ def _one_error(done) -> str:
 def test_runs_list_skips_a_broken_record_with_one_warning(store, broken):
     project, env = str(store["project"]), store["env"]
     good = [r["id"] for r in reversed(store["records"])]
-    for args in (("runs", "list", "--all"), ("runs", "list"), ("runs", "list", "--limit", "1")):
+    # Every shape through the default listing; the other listings read records the same way, so
+    # one shape is enough for them (each CLI call is ~0.5 s of CPU, and there are 20 shapes).
+    listings = [("runs", "list")]
+    if broken == "truncated":
+        listings += [("runs", "list", "--all"), ("runs", "list", "--limit", "1")]
+    for args in listings:
         done = cli(*args, "--project", project, env=env)
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
