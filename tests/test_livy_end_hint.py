@@ -161,23 +161,30 @@ time.sleep(60)
 """
 
 
+def _watched(client, livy_url: str, tmp_path: Path, job: str, args):
+    """A batch of ``job`` (given ``args(store_root, run_files)``) and its LivyExecution, with the
+    run's files in a local store as the bootstrap would write them."""
+    from sparkjobs.storage.local import LocalStore
+    from sparkjobs.targets.livy_execution import LivyExecution, RunFiles
+
+    store = LocalStore(tmp_path / "store")
+    files = RunFiles(store, "20261201T000000000Z-abcdef")
+    script = tmp_path / "job.py"
+    script.write_text(job)
+    batch = client.create_batch(BatchRequest(file=str(script), args=args(store.root, files), name="sparkjobs-r"))
+    return LivyExecution(client, batch, files, livy_url=livy_url, name="sparkjobs-r", cadence=Cadence()), batch
+
+
 @pytest.mark.parametrize("code", [0, 3, 2])
 @pytest.mark.parametrize("quietly", [False, True], ids=["stream", "wait"])
 def test_on_yarn_the_run_finishes_from_its_exit_record_without_waiting_for_livys_final_state(
         livy_server_factory, livy_client_factory, tmp_path: Path, code: int, quietly: bool):
     from sparkjobs.runs import RunStatus
-    from sparkjobs.storage.local import LocalStore
-    from sparkjobs.targets.livy_execution import DRIVER_LOG_HEADER, LivyExecution, RunFiles
+    from sparkjobs.targets.livy_execution import DRIVER_LOG_HEADER
 
     server = livy_server_factory(runner="python")
-    client = livy_client_factory(server)
-    store = LocalStore(tmp_path / "store")
-    files = RunFiles(store, "20261201T000000000Z-abcdef")
-    script = tmp_path / "job.py"
-    script.write_text(RECORDS_THEN_LINGERS)
-    args = [str(store.root / files.driver_log), str(store.root / files.exit), str(code)]
-    batch = client.create_batch(BatchRequest(file=str(script), args=args, name="sparkjobs-r"))
-    execution = LivyExecution(client, batch, files, livy_url=server.url, name="sparkjobs-r", cadence=Cadence())
+    execution, batch = _watched(livy_client_factory(server), server.url, tmp_path, RECORDS_THEN_LINGERS,
+                                lambda root, files: [str(root / files.driver_log), str(root / files.exit), str(code)])
     lines: list[str] = []
     if not quietly:
         execution.stream(lines.append)
@@ -211,16 +218,9 @@ time.sleep(60)
 
 def test_a_half_written_exit_record_is_not_taken_for_the_end(livy_server_factory, livy_client_factory, tmp_path: Path):
     from sparkjobs.runs import RunStatus
-    from sparkjobs.storage.local import LocalStore
-    from sparkjobs.targets.livy_execution import LivyExecution, RunFiles
 
     server = livy_server_factory(runner="python")
-    client = livy_client_factory(server)
-    store = LocalStore(tmp_path / "store")
-    files = RunFiles(store, "20261201T000000000Z-abcdef")
-    script = tmp_path / "job.py"
-    script.write_text(RECORD_WRITTEN_SLOWLY)
-    batch = client.create_batch(BatchRequest(file=str(script), args=[str(store.root / files.exit)], name="sparkjobs-r"))
-    execution = LivyExecution(client, batch, files, livy_url=server.url, name="sparkjobs-r", cadence=Cadence())
+    execution, _ = _watched(livy_client_factory(server), server.url, tmp_path, RECORD_WRITTEN_SLOWLY,
+                            lambda root, files: [str(root / files.exit)])
     outcome = execution.wait()
     assert outcome.status is RunStatus.COMPLETED and outcome.exit_code == 0, outcome.error
