@@ -21,7 +21,8 @@ the final state and not measured here.
   exit record and the outputs read from storage, the run record).
 - **steady state**: the CLI's requests through the gateway from 22 s after the batch was seen
   ``running`` (the CLI sees the change up to 5 s late, polls every 0.5 s for 10 s, then backs
-  off 1, 2, 4 s: README's "Polling") until the final state, per 5 s, from the gaps between
+  off 1, 2, 4 s: README's "Polling") until the final state, leaving out the CLI's last read of
+  the batch (the one that saw the end, or that followed the exit record in storage), per 5 s, from the gaps between
   them. Target: <= 1 request per 5 s. None of the CLI's finishing hints can show meanwhile:
   in yarn-cluster mode Livy's log holds spark-submit's output only, never the driver's.
 
@@ -107,7 +108,11 @@ def one_run(project: BenchProject, h, watcher: LivyWatcher, seconds: float) -> t
     running = watcher.when(batch_id, (BatchState.RUNNING,))
     if final is None or running is None:
         raise SystemExit(f"the watcher did not see batch {batch_id} running and then ending")
-    steady = [s.at for s in h.gateway.requests_between(running + STEADY_AFTER_RUNNING, final)]
+    # The CLI's last read of the batch ends its watch (it saw the final state, or it followed the
+    # exit record in storage: the end was likely), so it is not steady polling.
+    reads = [s.at for s in h.gateway.requests_between(started, returned) if s.method == "GET" and not s.path.endswith("/log")]
+    last_read = reads[-1] if reads else final
+    steady = [s.at for s in h.gateway.requests_between(running + STEADY_AFTER_RUNNING, min(final, last_read))]
     every = h.gateway.requests_between(started, returned)
     if os.environ.get("BENCH_TRACE"):
         print(f"    running at {running - final:+.2f} s")
