@@ -290,12 +290,10 @@ class AzureBlobStore(Store):
         with self._seam("read", key):
             downloader = self._blob(key).download_blob(max_concurrency=self.options.max_concurrency)
             data = downloader.readall()
-        recorded = (downloader.properties.metadata or {}).get(_SHA256)
-        if recorded:
-            _check(key, "SHA-256", recorded, hashlib.sha256(data).hexdigest(), f"downloaded from {self.location}")
-        return data
+        return self._checked(key, data, downloader.properties.metadata or {})
 
     def _checked(self, key: str, data: bytes, metadata: dict[str, str]) -> bytes:
+        """``data``, once its SHA-256 matches the one recorded in the blob's metadata (if any)."""
         recorded = metadata.get(_SHA256)
         if recorded:
             _check(key, "SHA-256", recorded, hashlib.sha256(data).hexdigest(), f"downloaded from {self.location}")
@@ -383,10 +381,7 @@ class AzureBlobStore(Store):
                     return None
                 raise
             data = downloader.readall()
-        recorded = (downloader.properties.metadata or {}).get(_SHA256)
-        if recorded:
-            _check(key, "SHA-256", recorded, hashlib.sha256(data).hexdigest(), f"downloaded from {self.location}")
-        return data, str(downloader.properties.etag)
+        return self._checked(key, data, downloader.properties.metadata or {}), str(downloader.properties.etag)
 
     def _exists(self, key: str) -> bool:
         with self._seam("read", key):
