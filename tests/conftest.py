@@ -1,4 +1,11 @@
 """Shared fixtures. Each real component has its own plugin module under tests/plugins/."""
+import os
+
+import pytest
+from xdist.scheduler import LoadFileScheduling
+
+from jvm_archive import jvm_options
+
 pytest_plugins = [
     "plugins.paths",
     "plugins.azurite",
@@ -10,18 +17,11 @@ pytest_plugins = [
     "plugins.hdinsight",  # after hdi_cluster: overrides its hdi_cluster_options
 ]
 
-import os
-
-from jvm_archive import jvm_options
-
 # Every spark-submit the tests start loads Spark's classes from one archive (tests/jvm_archive.py):
 # the suite is CPU-bound, and most of its CPU is JVMs starting.
 _JVM = jvm_options()
 if _JVM and _JVM not in os.environ.get("SPARK_SUBMIT_OPTS", ""):
     os.environ["SPARK_SUBMIT_OPTS"] = " ".join(filter(None, (os.environ.get("SPARK_SUBMIT_OPTS"), _JVM)))
-
-import pytest
-from xdist.scheduler import LoadFileScheduling
 
 #: The modules whose tests use the HDInsight box (YARN and Livy), which starts once per xdist
 #: worker: one worker takes them all, so it starts once, not on every worker while the others'
