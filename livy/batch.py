@@ -11,7 +11,9 @@ those lines show output that could not be placed, at least every ``LOG_EVERY`` +
 (output can change out of sight of the last 10 lines), and on every tick while the job
 writes more than 10 lines per tick, with the batch at least every ``STATE_EVERY`` + 1
 ticks.  While the job is finishing, every tick reads the batch.  Transient trouble (no
-answer, 429/502/503/504 after the transport's retries) costs a tick, not the wait.
+answer, 429/502/503/504 after the transport's retries) costs a tick, not the wait.  So does
+a 404 that is not Livy's own "not found", for up to ``FOREIGN_404_GRACE`` seconds: Livy's web
+server answers that while Livy starts again, before its API is mounted.
 
 Where Livy's log cannot tell that the job is finishing (on YARN in cluster mode it holds
 spark-submit's output only), the caller may know better from elsewhere: ``ending`` is a
@@ -60,6 +62,7 @@ LOG_EVERY = 3
 LOG_EVERY_MAX = 8
 TAIL_LINES = 10  # the log lines that come with every Batch
 _T = TypeVar("_T")
+FOREIGN_404_GRACE = 120.0
 
 
 def _finishing(lines: Iterable[str], hints: tuple[re.Pattern[str], ...], kicked: set[str]) -> bool:
@@ -119,6 +122,7 @@ class BatchHandle:
         self._clock = clock
         self._buffer_lines = log_buffer_lines
         self._deleted = False
+        self._foreign_404_since: float | None = None
 
     @property
     def id(self) -> int:
@@ -247,12 +251,25 @@ class BatchHandle:
     def _poll(self, call: Callable[[], _T]) -> _T | None:
         """One polling call; None when it failed in a way the next tick may not."""
         try:
-            return call()
+            answer = call()
         except LivyError as exc:
-            if not _transient(exc):
+            if not (_transient(exc) or self._starting_again(exc)):
                 raise
             log.warning("polling Livy batch %s: %s; will try again", self.batch.id, exc)
             return None
+        self._foreign_404_since = None
+        return answer
+
+    def _starting_again(self, exc: LivyError) -> bool:
+        """A 404 that is not Livy's own "not found" for a URL that answered before: Livy is
+        starting again and its web server answers before its API is mounted.  Tolerated for
+        ``FOREIGN_404_GRACE`` seconds in a row, after which the URL is taken to be wrong."""
+        if not isinstance(exc, LivyHTTPError) or exc.status != 404 or isinstance(exc, BatchNotFound):
+            return False
+        now = self._clock()
+        if self._foreign_404_since is None:
+            self._foreign_404_since = now
+        return now - self._foreign_404_since < FOREIGN_404_GRACE
 
     def _poll_state(self) -> BatchState | None:
         status = self._poll(lambda: self.client.get_batch_state(self.batch.id))
