@@ -14,12 +14,15 @@ looks for the secret scans everything the runs could have written.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,6 +498,70 @@ def test_driver_log_is_capped_but_the_console_gets_everything(tmp_path):
     assert "line 199" not in copies[-1]
     assert copies[-1].endswith("[sparkjobs: driver log truncated here; the console has the rest]\n")
     assert "line 199" in console.stdout
+
+
+SLOW_CONSOLE_PROGRAM = """
+import sys
+from sparkjobs.bootstrap import drivelog
+
+class NoUpload:
+    def upload(self, local, uri):
+        pass
+
+with drivelog.driver_log("file:///ignored/driver.log", NoUpload(), sys.argv[1]):
+    for number in range(1500):
+        print(f"line {number:04d} " + "x" * 80)
+"""
+
+
+def test_the_last_lines_reach_a_console_that_reads_slowly(tmp_path):
+    """The job ends while its last lines are still on their way to a console that is not reading
+    (spark-submit's copying thread, starved on a busy machine): stopping the tee must wait for
+    them, not give up after a few seconds and let the process exit with them."""
+    child = subprocess.Popen([sys.executable, "-c", SLOW_CONSOLE_PROGRAM, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(8)  # longer than the tee waits for a pump that moves nothing
+        out, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    lines = out.decode().splitlines()
+    assert child.returncode == 0 and len(lines) == 1500 and lines[-1].startswith("line 1499")
+    assert (tmp_path / "driver.log").read_text().splitlines()[-1].startswith("line 1499")
+
+
+LINGERING_CHILD_PROGRAM = """
+import subprocess, sys
+from pathlib import Path
+from sparkjobs.bootstrap import drivelog
+
+class NoUpload:
+    def upload(self, local, uri):
+        pass
+
+with drivelog.driver_log("file:///ignored/driver.log", NoUpload(), sys.argv[1]):
+    print("the job ran")
+    daemon = subprocess.Popen(["sleep", "300"])  # holds the tee's pipes open after the job
+    Path(sys.argv[1], "daemon.pid").write_text(str(daemon.pid))
+"""
+
+
+def test_a_child_that_outlives_the_job_does_not_hold_its_exit(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", LINGERING_CHILD_PROGRAM, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, _ = child.communicate(timeout=200)  # the daemon sleeps 300 s: returning first is the point
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        pid = tmp_path / "daemon.pid"
+        if pid.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid.read_text()), signal.SIGKILL)
+    assert child.returncode == 0 and b"the job ran" in out
 
 
 def test_plain_python_run_deletes_credentials_it_cannot_use(tmp_path, secret):

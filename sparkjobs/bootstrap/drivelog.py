@@ -5,6 +5,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from .console import brief, flush_stdio, say
@@ -16,6 +17,11 @@ LOG_INTERVAL_SECONDS = 10.0
 #: Past this size the driver log keeps a marker instead of more text; the console still gets it
 #: all. Every periodic upload sends the whole file, so an unbounded log would make them unbounded.
 LOG_CAP_BYTES = 64 * 1024 * 1024
+#: How long stopping waits for a pump that moves nothing: a child that outlives the job (a
+#: daemon it started) may hold the pipe open for good.
+IDLE_PUMP_SECONDS = 5.0
+#: How long stopping waits in all for the last output to reach a console that reads slowly.
+STOP_LIMIT_SECONDS = 300.0
 
 
 class _Tee:
@@ -37,6 +43,8 @@ class _Tee:
         self._console_lock = threading.Lock()
         self._saved: dict[int, int] = {}
         self._pumps: list[threading.Thread] = []
+        self._moved: dict[int, float] = {}  # per descriptor, when its pump last moved output
+        self._writing: set[int] = set()  # descriptors whose pump is writing to the console now
 
     def start(self) -> None:
         flush_stdio()
@@ -45,7 +53,8 @@ class _Tee:
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
-            pump = threading.Thread(target=self._pump, args=(read_end, self._saved[fd]), daemon=True)
+            self._moved[fd] = time.monotonic()
+            pump = threading.Thread(target=self._pump, args=(fd, read_end, self._saved[fd]), daemon=True)
             pump.start()
             self._pumps.append(pump)
         if hasattr(sys.stdout, "reconfigure"):
@@ -56,26 +65,41 @@ class _Tee:
         flush_stdio()
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # closes the pipe's write end held at fd
-        for pump, saved in zip(self._pumps, self._saved.values()):
-            pump.join(timeout=5)
+        limit = time.monotonic() + STOP_LIMIT_SECONDS
+        for pump, (fd, saved) in zip(self._pumps, self._saved.items()):
+            self._join(pump, fd, limit)
             if not pump.is_alive():
                 os.close(saved)  # a pump still fed by a lingering child keeps its console
         with self._lock:
             self._log.close()
 
-    def _pump(self, read_end: int, console: int) -> None:
+    def _join(self, pump: threading.Thread, fd: int, limit: float) -> None:
+        """Wait for a pump while it still moves output, however slowly the console reads: the
+        process exits once this returns, and the daemon pump with the lines it holds. Only a pump
+        idle in a read for IDLE_PUMP_SECONDS is left behind."""
+        while pump.is_alive() and time.monotonic() < limit:
+            pump.join(timeout=0.05)
+            if fd not in self._writing and time.monotonic() - self._moved[fd] > IDLE_PUMP_SECONDS:
+                return
+
+    def _pump(self, fd: int, read_end: int, console: int) -> None:
         """Console gets bytes as they come; the log gets whole lines, so the streams interleave
         there line by line (Python writes a print's text and its newline separately)."""
         pending = b""
         console_open = True
         with os.fdopen(read_end, "rb", buffering=0) as pipe:
             while chunk := pipe.read(65536):
+                self._moved[fd] = time.monotonic()
                 if console_open:
+                    self._writing.add(fd)
                     try:
                         with self._console_lock:
                             _write_all(console, chunk)
                     except OSError:
                         console_open = False  # keep draining: a full pipe would block the script
+                    finally:
+                        self._writing.discard(fd)
+                        self._moved[fd] = time.monotonic()
                 whole, pending = _whole_lines(pending + chunk)
                 if whole:
                     self._record(whole)
