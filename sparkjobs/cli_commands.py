@@ -7,12 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from .artifact_view import EntryKind, group_artifacts
 from .discovery import find_project
 from .errors import ConfigError
 from .history import RunQuery
-from .progress import terminal_progress
-from .run_inputs import lineage
 from .runs import RunRecord, RunStatus
 from .service import Interrupt, RunObserver, RunRequest, SparkJobs
 from .textsafe import terminal_safe
@@ -85,6 +82,8 @@ def _say(text: str) -> None:
 
 
 def _observer(as_json: bool, quiet: bool = False) -> RunObserver:
+    from .progress import terminal_progress
+
     # With --json, stdout carries only the record; the job's output goes to stderr.
     out = sys.stderr if as_json else sys.stdout
 
@@ -111,6 +110,8 @@ def _print_summary(record: RunRecord) -> None:
         headline += "."
     _say(f"sparkjobs: {headline}")
     if record.artifacts:
+        from .artifact_view import group_artifacts
+
         entries = group_artifacts(record.artifacts)
         files = "" if len(entries) == len(record.artifacts) else f" ({count(len(record.artifacts), 'file')})"
         stored = f"{count(len(entries), 'artifact')}{files} stored"
@@ -226,6 +227,8 @@ def runs_show(args: argparse.Namespace) -> int:
         for package in env.packages:
             print(f"  {package}")
     if record.inputs:  # lineage: where each run: argument came from
+        from .run_inputs import lineage
+
         print("inputs:")
         for item in record.inputs:
             print(f"  {lineage(item)}  ({item.get('reference', '')})")
@@ -261,6 +264,8 @@ def _print_artifacts(record: RunRecord) -> None:
     if not record.artifacts and not record.failed_artifacts:
         print("artifacts:  none")
         return
+    from .artifact_view import EntryKind, group_artifacts
+
     print("artifacts:")
     rows = []
     for entry in group_artifacts(record.artifacts):
@@ -285,6 +290,8 @@ def runs_recover(args: argparse.Namespace) -> int:
 
 
 def artifacts_download(args: argparse.Namespace) -> int:
+    from .progress import terminal_progress
+
     written = SparkJobs().download(_project(args), args.run_id, args.path, args.output, overwrite=args.overwrite,
                                    progress=terminal_progress)
     for path in written:

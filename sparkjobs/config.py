@@ -24,6 +24,7 @@ from .config_models import (  # re-exported: the settings are imported from here
     SparkDependencies, TargetType,
 )
 from .config_yaml import YamlRefused, load_yaml
+from .discovery import CONFIG_DIR
 from .errors import ConfigError
 from .wording import sentence
 from .workbench_docker import refused_type
@@ -47,7 +48,6 @@ __all__ = [
     "DEFAULT_START_TIMEOUT_MINUTES",
 ]
 
-CONFIG_DIR = "aml_config"
 DEFAULT_SNAPSHOT_CAP_MB = 25
 #: Cluster runs read code from content-addressed storage, so an unchanged 200 MB project costs
 #: nothing to resubmit; local runs copy the whole snapshot every time, so Workbench's 25 MB stays.

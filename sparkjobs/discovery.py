@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import CONFIG_DIR
+__all__ = ["CONFIG_DIR", "find_project", "enclosing_project"]
 
-__all__ = ["find_project", "enclosing_project"]
+CONFIG_DIR = "aml_config"
 
 
 def _is_project(folder: Path) -> bool:

@@ -13,20 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-from .config import ConfigNotice, ProjectSettings, RunSettings, load_project, load_run_settings
 from .errors import ConfigError, RunNotFound, StorageError, UnsafePathError
 from .history import RunQuery
-from .metrics import MetricPoint, load_series
 from .runs import Artifact, RunRecord, RunRepository, match_run_id
-from .snapshot import Snapshot
-from .spark_env import resource_dir
 from .wording import count
 from .discovery import enclosing_project
 from .storage.base import ProgressCallback, Store, safe_join, sha256_file
 from .storage.local import LocalStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # and imported where used: `runs list` loads neither YAML nor the run path
+    from .config import ConfigNotice, ProjectSettings, RunSettings
     from .history import RunComparison, RunPage
+    from .metrics import MetricPoint
+    from .snapshot import Snapshot
     from .reproduce import RestoreResult
     from .environments.ops import EnvironmentInfo
     from .targets.base import SubmitPlan
@@ -98,6 +97,8 @@ class SparkJobs:
     def _project_or_none(self, project_dir: Path | None) -> ProjectSettings | None:
         if project_dir is None or not (Path(project_dir) / "aml_config").is_dir():
             return None
+        from .config import load_project
+
         return load_project(project_dir, self.environ)
 
     # ---- queries ---------------------------------------------------------------------------
@@ -177,6 +178,8 @@ class SparkJobs:
         """Every point of every metric the run logged, by name in the order first logged; the
         record's ``metrics`` holds only each one's last value."""
         repo = self.repository(project_dir)
+        from .metrics import load_series
+
         return load_series(repo, repo.resolve(run_id))
 
     def download(
@@ -242,6 +245,8 @@ class SparkJobs:
                 f"{folder} is inside the project {outer}, which sparkjobs commands run there already use. "
                 "To create a separate project nested in it anyway, use --force."
             )
+        from .spark_env import resource_dir
+
         template = resource_dir("aml_config")
         dest = folder / "aml_config"
         created = []
@@ -295,6 +300,8 @@ class SparkJobs:
     def check_config(self, project_dir: Path, name: str) -> RunSettings:
         """What run configuration ``name`` resolves to, every key's notice included; nothing
         runs. Raises ConfigError as a run would."""
+        from .config import load_run_settings
+
         return load_run_settings(project_dir, name, self.environ)
 
     # ---- reproduce (issue 10) ---------------------------------------------------------------

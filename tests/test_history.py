@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,7 +62,7 @@ def history(tmp_path):
         repo.save(run)
     env = dict(os.environ, SPARKJOBS_HOME=str(home))
     env.pop("SPARKJOBS_HISTORY", None)
-    return {"home": home, "project": project, "repo": repo, "env": env}
+    return {"home": home, "project": project, "repo": repo, "env": env, "tmp": tmp_path}
 
 
 def listed(history, *args: str) -> list[str]:
@@ -262,14 +264,28 @@ def test_a_record_written_straight_into_the_store_appears_and_a_changed_one_is_s
     store.put_json(f"runs/{ids(12)}/run.json", replace(newcomer, status=RunStatus.COMPLETED, metrics={"accuracy": 99.0}).to_json())
     assert listed(history, "--status", "running") == []
     assert listed(history, "--sort", "-accuracy")[:2] == [ids(3), ids(12)]  # after Infinity
-    # an ended record edited in place is seen too (a local store stamps every record)
+    # a run whose folder is removed leaves the list at once
+    shutil.copytree(history["home"] / "runs" / ids(12), history["tmp"] / "kept")
+    shutil.rmtree(history["home"] / "runs" / ids(12))
+    assert ids(12) not in listed(history)
+    # an ended record edited by hand in place, and one whose files were deleted from a folder left
+    # behind, are seen at the hourly check of every record (an ended record is not written again)
+    shutil.copytree(history["tmp"] / "kept", history["home"] / "runs" / ids(12))
+    assert ids(12) in listed(history)
     edited = replace(RUNS[0], metrics={"accuracy": 1000.0})
     (history["home"] / "runs" / edited.id / "run.json").write_text(json.dumps(edited.to_json()))
+    (history["home"] / "runs" / ids(12) / "run.json").unlink()
+    assert listed(history, "--sort", "-accuracy")[:2] == [ids(3), ids(12)]
+    an_hour_passes(history["home"])
     assert listed(history, "--sort", "-accuracy")[:2] == [ids(3), ids(1)]
-    # and a run removed from the store leaves the list
-    for path in (history["home"] / "runs" / ids(12)).iterdir():
-        path.unlink()
     assert ids(12) not in listed(history)
+
+
+def an_hour_passes(home: Path) -> None:
+    """As the index sees it: its last whole check of the store moved an hour back."""
+    [index] = index_files(home)
+    with closing(sqlite3.connect(index)) as db, db:
+        db.execute("UPDATE meta SET value = CAST(value - 3601 AS TEXT) WHERE key = 'full_check'")
 
 
 def test_a_broken_record_is_left_out_with_one_warning_every_time(history):

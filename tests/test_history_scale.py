@@ -6,7 +6,10 @@ next request what another machine added or changed.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import time
 import urllib.request
 from collections import Counter
 from dataclasses import replace
@@ -218,3 +221,64 @@ def test_runs_list_on_a_blob_store_never_loads_the_azure_sdk(blob_history, tmp_p
     put_blob(blob_history, replace(running, status=RunStatus.FAILED, exit_code=3))
     warm, shown = loaded("--all", "--status", "failed")  # a conditional GET sees the change
     assert running.id in shown and sdk(warm) == []
+
+
+class Counted(LocalStore):
+    """A real local store that counts its listings and the records it reads."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.listings = 0
+        self.reads: list[str] = []
+
+    def list_folders(self, prefix, start=""):
+        self.listings += 1
+        return super().list_folders(prefix, start)
+
+    def get_if_changed(self, key, stamp):
+        self.reads.append(key.split("/")[1])
+        return super().get_if_changed(key, stamp)
+
+
+def test_a_local_store_is_listed_again_only_when_a_run_folder_came_or_went(tmp_path):
+    """Listing 10,000 run folders and checking every record on each list would cost more than the
+    list itself; the runs folder's mtime says when a folder came or went, once it is old enough to
+    be trusted (a change in the same clock tick leaves it as it was)."""
+    runs_folder, repo = tmp_path / "store" / "runs", RunRepository(Counted(tmp_path / "store"))
+    for run in many_runs(30):
+        repo.save(run)
+    running = record(new_run_id(), status=RunStatus.RUNNING, ended_at=None, exit_code=None)
+    repo.save(running)
+    empty = runs_folder / new_run_id()  # a folder with no record yet, as a run being created has
+    empty.mkdir()
+    index, store = RunIndex(tmp_path / "index.sqlite", "the store"), repo.store
+    sync_index(index, repo)
+    assert store.listings == 1 and len(index.ids()) == 31
+    sync_index(index, repo)  # the folder changed a moment ago: its mtime cannot be trusted yet
+    assert store.listings == 2
+    a_while_ago(runs_folder)
+    sync_index(index, repo)
+    store.reads.clear()
+    for _ in range(2):
+        sync_index(index, repo)
+    assert store.listings == 3 and store.reads == []  # unchanged: nothing listed, nothing read
+    repo.save(replace(running, metrics={"accuracy": 0.5}))  # what a running job writes
+    repo.save(record(empty.name, status=RunStatus.RUNNING, ended_at=None, exit_code=None))
+    sync_index(index, repo)
+    assert store.listings == 3 and sorted(store.reads) == sorted([running.id, empty.name])
+    assert {running.id, empty.name} <= set(index.ids())
+    arrived = record(new_run_id())
+    repo.save(arrived)  # a new run folder: the runs folder's mtime moves on
+    sync_index(index, repo)
+    assert store.listings == 4 and arrived.id in index.ids()
+    a_while_ago(runs_folder)
+    sync_index(index, repo)
+    shutil.rmtree(runs_folder / arrived.id)
+    sync_index(index, repo)
+    assert store.listings == 6 and arrived.id not in index.ids()
+
+
+def a_while_ago(folder) -> None:
+    """The folder last changed a minute ago, as it has on most lists."""
+    past = time.time() - 60
+    os.utime(folder, (past, past))

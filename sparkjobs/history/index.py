@@ -13,16 +13,17 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..runs import RunRecord, RunStatus
 from .query import RunPage, RunQuery, SortField, ValueRank, classify
 
-__all__ = ["RunIndex", "index_path"]
+__all__ = ["IndexState", "Listed", "RunIndex", "index_path"]
 
 # The record's fields are part of the format: a sparkjobs whose RunRecord gained a field rebuilds
 # the index, rather than serve cached copies made without it.
-SCHEMA = "1:" + ",".join(sorted(RunRecord.__dataclass_fields__))
+SCHEMA = "2:" + ",".join(sorted(RunRecord.__dataclass_fields__))
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (
@@ -31,14 +32,34 @@ CREATE TABLE runs (
     record TEXT, problem TEXT);
 CREATE TABLE run_values (
     run_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
-    rank INTEGER NOT NULL, num REAL, text TEXT NOT NULL,
+    rank INTEGER NOT NULL, num REAL, text TEXT NOT NULL, project TEXT,
     PRIMARY KEY (run_id, kind, name)) WITHOUT ROWID;
 CREATE INDEX runs_project ON runs (project, id);
+CREATE INDEX runs_broken ON runs (id) WHERE problem IS NOT NULL;
+CREATE INDEX runs_unended ON runs (id) WHERE settled = 0;
+CREATE INDEX runs_choices ON runs (project, status, target, script) WHERE problem IS NULL;
+CREATE INDEX value_names ON run_values (kind, name);
+CREATE INDEX project_value_names ON run_values (project, kind, name);
 """
 _LIVE = (RunStatus.RUNNING, RunStatus.LOST)
 _DIRECTION = {False: "ASC", True: "DESC"}
 _COLUMNS = {SortField.STATUS: "b.status", SortField.TARGET: "b.target", SortField.SCRIPT: "b.script",
             SortField.SNAPSHOT: "json_extract(b.record, '$.snapshot')"}  # rarely sorted by: no column of its own
+
+
+@dataclass(frozen=True)
+class IndexState:
+    runs: dict[str, tuple[str, bool]]  # run id: (stamp, ended)
+    last_full: float | None  # when every run id was last listed (and, locally, every record checked)
+    listing: str | None  # the store's listing stamp when it was last listed, if it had one
+    recordless: tuple[str, ...]  # run folders listed then without a record in them (yet)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """How the store's runs were listed: its listing stamp, taken before, and the folders without a record."""
+    stamp: str | None
+    recordless: frozenset[str]
 
 
 def index_path(home: Path, location: str) -> Path:
@@ -74,17 +95,23 @@ class RunIndex:
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
-    def known(self) -> tuple[dict[str, tuple[str, bool]], float | None]:
-        """{run id: (stamp, settled)} and when every id was last listed; ({}, None) with no file."""
+    def known(self, *, unended_only: bool = False) -> IndexState:
+        """What the index holds of the store (empty with no file): every run, or only those whose
+        record may still change, with their stamps, and when and how the store was last listed."""
         if not self.path.exists():
-            return {}, None
+            return IndexState({}, None, None, ())
         with closing(self._connect()) as connection:
-            rows = {i: (stamp, bool(settled)) for i, stamp, settled in connection.execute("SELECT id, stamp, settled FROM runs")}
-            full = connection.execute("SELECT value FROM meta WHERE key = 'full_check'").fetchone()
-        return rows, float(full[0]) if full else None
+            sql = "SELECT id, stamp, settled FROM runs" + (" WHERE settled = 0" if unended_only else "")
+            rows = {i: (stamp, bool(settled)) for i, stamp, settled in connection.execute(sql)}
+            meta = dict(connection.execute("SELECT key, value FROM meta WHERE key IN ('full_check', 'listing', 'recordless')"))
+        full = meta.get("full_check")
+        return IndexState(rows, float(full) if full else None, meta.get("listing"),
+                          tuple(json.loads(meta.get("recordless", "[]"))))
 
-    def update(self, loaded: Iterable[tuple[str, str, RunRecord | str]], gone: Iterable[str], full_check: float | None) -> None:
-        """Store each (id, stamp, record or why it cannot be read), forget ``gone``, in one transaction."""
+    def update(self, loaded: Iterable[tuple[str, str, RunRecord | str]], gone: Iterable[str], full_check: float | None,
+               listed: Listed | None = None) -> None:
+        """Store each (id, stamp, record or why it cannot be read), forget ``gone``, and note when the
+        store was checked whole and how it was listed, in one transaction."""
         with closing(self._connect()) as connection, connection:
             connection.execute("BEGIN IMMEDIATE")  # two sparkjobs processes syncing take turns
             for run_id in gone:
@@ -97,10 +124,16 @@ class RunIndex:
                 else:
                     row = (run_id, stamp, int(record.status.is_terminal), record.project, record.target, record.script,
                            record.status.value, record.started_at, record.ended_at, json.dumps(record.to_json()), None)
-                    connection.executemany("INSERT INTO run_values VALUES (?, ?, ?, ?, ?, ?)", _values(record))
+                    connection.executemany("INSERT INTO run_values VALUES (?, ?, ?, ?, ?, ?, ?)", _values(record))
                 connection.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            if full_check is not None:
-                connection.execute("INSERT OR REPLACE INTO meta VALUES ('full_check', ?)", (repr(full_check),))
+            meta = {} if full_check is None else {"full_check": repr(full_check)}
+            if listed is not None:
+                meta["recordless"] = json.dumps(sorted(listed.recordless))
+                if listed.stamp is None:
+                    connection.execute("DELETE FROM meta WHERE key = 'listing'")
+                else:
+                    meta["listing"] = listed.stamp
+            connection.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 
     # ---- queries ---------------------------------------------------------------------------
     def query(self, query: RunQuery, project: str | None) -> RunPage:
@@ -117,9 +150,7 @@ class RunIndex:
                    f"LIMIT {-1 if query.limit is None else int(query.limit)} OFFSET {int(query.offset)}")
             rows = connection.execute(sql, [*params, *sort_params]).fetchall()
             broken = tuple(p for (p,) in connection.execute("SELECT problem FROM runs WHERE problem IS NOT NULL ORDER BY id"))
-            names = connection.execute(
-                "SELECT DISTINCT v.kind, v.name FROM run_values v JOIN runs r ON r.id = v.run_id "
-                "WHERE ? IS NULL OR r.project = ? ORDER BY v.name", (project, project)).fetchall()
+            names = sorted(_value_names(connection, project), key=lambda kind_name: kind_name[1])
             seen = connection.execute("SELECT DISTINCT status, target, script FROM runs "
                                       "WHERE problem IS NULL AND (? IS NULL OR project = ?)", (project, project)).fetchall()
             if any(status == RunStatus.RUNNING.value for status, _, _ in seen):
@@ -161,8 +192,24 @@ def _values(record: RunRecord) -> list[tuple]:
     for kind, values in (("m", record.metrics), ("p", record.params)):
         for name, value in values.items():
             rank, number, text = classify(value)
-            rows.append((record.id, kind, str(name), int(rank), number, text))
+            rows.append((record.id, kind, str(name), int(rank), number, text, record.project))
     return rows
+
+
+def _value_names(connection: sqlite3.Connection, project: str | None) -> list[tuple[str, str]]:
+    """Every distinct (kind, name), each found by one seek in an index rather than a scan of every
+    value: a store has a few names and ten thousands of values."""
+    where = "kind = ?" if project is None else "project = ? AND kind = ?"
+    first = f"SELECT name FROM run_values WHERE {where} ORDER BY name LIMIT 1"
+    after = f"SELECT name FROM run_values WHERE {where} AND name > ? ORDER BY name LIMIT 1"
+    found = []
+    for kind in ("m", "p"):
+        scope = (kind,) if project is None else (project, kind)
+        row = connection.execute(first, scope).fetchone()
+        while row is not None:
+            found.append((kind, row[0]))
+            row = connection.execute(after, (*scope, row[0])).fetchone()
+    return found
 
 
 def _filters(query: RunQuery, project: str | None) -> tuple[list[str], list]:

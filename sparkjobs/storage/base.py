@@ -167,6 +167,11 @@ class Store(abc.ABC):
     #: requests (Blob lists at most 5,000 names per request).
     cheap_listing: bool = True
 
+    def listing_stamp(self, prefix: str) -> str | None:
+        """A token that changes whenever a folder is added under prefix or removed from it; None
+        when the backend has none, or cannot vouch for it yet (then list again)."""
+        return None
+
     def list_folders(self, prefix: str, start: str = "") -> list[str]:
         """The sorted names of the folders directly under prefix whose names begin with start
         (the run ids under ``runs``), without listing what they hold when the backend can."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 from .base import Store, StoredObject, check_key, check_prefix
 
 __all__ = ["LocalStore"]
+
+RACY_SECONDS = 2  # the widest mtime granularity of common local file systems (FAT: 2 s)
 
 
 class LocalStore(Store):
@@ -80,6 +83,18 @@ class LocalStore(Store):
                 return sorted(e.name for e in entries if e.name.startswith(start) and e.is_dir(follow_symlinks=False))
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+    def listing_stamp(self, prefix: str) -> str | None:
+        # A folder's mtime changes when an entry is added, removed or renamed in it, but with the
+        # kernel's coarse clock: a change in the same tick as the one read leaves it as it was.
+        # So a stamp younger than RACY_SECONDS is not vouched for (git's "racily clean" entries).
+        try:
+            info = os.stat(f"{self.location}/{check_prefix(prefix)}")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if time.time_ns() - info.st_mtime_ns < RACY_SECONDS * 1e9:
+            return None
+        return f"{info.st_mtime_ns}-{info.st_ino}"
 
     def stamp(self, key: str) -> str | None:
         # Writes replace the file by renaming a new one into place, so the inode changes too.
