@@ -16,6 +16,8 @@ pytest_plugins = [
     "plugins.hdi_cluster",
     "plugins.hdinsight",  # after hdi_cluster: overrides its hdi_cluster_options
 ]
+if os.environ.get("SPARKJOBS_CPU_REPORT"):  # where the suite's CPU goes, per module (opt-in)
+    pytest_plugins.append("plugins.cpu_report")
 
 # Every spark-submit the tests start loads Spark's classes from one archive (tests/jvm_archive.py):
 # the suite is CPU-bound, and most of its CPU is JVMs starting.
