@@ -96,7 +96,8 @@ def test_polling_wait_survives_502_and_503_storms(polled, caplog):
     assert any("HTTP 503" in r.message for r in caplog.records)
 
 
-def test_polling_survives_the_404_livy_answers_while_it_starts_again(polled, caplog):
+@pytest.mark.parametrize("watch", ["wait", "tail"])
+def test_polling_survives_the_404_livy_answers_while_it_starts_again(polled, caplog, watch):
     """Livy restarting answers a plain Jetty 404 for a while before its API is mounted (seen
     in CI through real Livy 0.7.1): a watch must not take it for a wrong URL."""
     storms = iter([(6, 404), None, None])
@@ -108,26 +109,14 @@ def test_polling_survives_the_404_livy_answers_while_it_starts_again(polled, cap
         elif len(run.clock.sleeps) >= 8:
             run.go.touch()
 
-    run = polled("restarting", restart_then_finish)
+    run = polled(f"restarting-{watch}", restart_then_finish)
     with caplog.at_level(logging.WARNING, logger="livy"):
-        final = run.handle.wait(timeout=3600, interval=5.0)
-    assert final.state is BatchState.SUCCESS and run.gateway.faults_left() == 0
-    assert any("HTTP 404" in r.message and "will try again" in r.message for r in caplog.records)
-
-
-def test_tail_survives_the_404_livy_answers_while_it_starts_again(polled):
-    storms = iter([(6, 404), None, None])
-
-    def restart_then_finish(run: Polled) -> None:
-        step = next(storms, None)
-        if step is not None:
-            run.gateway.fail_next(*step)
-        elif len(run.clock.sleeps) >= 8:
-            run.go.touch()
-
-    run = polled("restarting-tail", restart_then_finish)
-    list(run.handle.tail(3600, interval=5.0))
+        if watch == "wait":
+            run.handle.wait(timeout=3600, interval=5.0)
+        else:
+            list(run.handle.tail(3600, interval=5.0))
     assert run.handle.state is BatchState.SUCCESS and run.gateway.faults_left() == 0
+    assert any("HTTP 404" in r.message and "will try again" in r.message for r in caplog.records)
 
 
 def test_a_404_that_is_not_livys_ends_the_wait_once_it_lasts(polled):
