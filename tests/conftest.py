@@ -33,13 +33,30 @@ ON_THE_BOX = frozenset({"test_hdinsight.py", "test_hdinsight_faults.py", "test_h
 BOX_FIXTURES = {"hdinsight", "hdi_cluster"}
 
 
+BOX_UNIT = "hdinsight-box"
+#: Modules that take minutes (Spark and YARN runs), longest first after the box: started first, they
+#: end with the rest instead of running alone at the end. The rest follow by number of tests.
+LONGEST_FIRST = ("test_docs_commands.py", "test_cluster_target.py", "test_wasb_driver.py", "test_lifecycle.py",
+                 "test_env_shipping.py", "test_metrics.py", "test_reuse.py", "test_spark_target.py",
+                 "test_workbench_runs.py", "test_example.py", "test_local_runs.py", "test_environments.py")
+
+
 class _OneBoxScheduling(LoadFileScheduling):
-    """--dist loadfile, with the modules on the box as one unit. (--dist loadgroup would say it
-    with markers, but pytest-xdist 3.8 cannot name the groups on pytest 9's test ids.)"""
+    """--dist loadfile, with the modules on the box as one unit, which starts first: it is the
+    longest. (--dist loadgroup would say it with markers, but pytest-xdist 3.8 cannot name the
+    groups on pytest 9's test ids.)"""
 
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
-        return "hdinsight-box" if module.rsplit("/", 1)[-1] in ON_THE_BOX else module
+        return BOX_UNIT if module.rsplit("/", 1)[-1] in ON_THE_BOX else module
+
+    def _assign_work_unit(self, node) -> None:  # noqa: ANN001 - xdist's WorkerController
+        if not getattr(self, "_ordered", False):  # the first call: the queue is complete
+            self._ordered = True
+            for name in reversed((BOX_UNIT, *LONGEST_FIRST)):
+                for scope in [s for s in self.workqueue if s == name or s.endswith("/" + name)]:
+                    self.workqueue.move_to_end(scope, last=False)
+        super()._assign_work_unit(node)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201 - xdist's hook
