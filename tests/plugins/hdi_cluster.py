@@ -142,6 +142,9 @@ class HdiCluster:
             "SPARK_CONF_DIR": str(self.spark_conf_dir),
             "HADOOP_CONF_DIR": str(self.conf_dir),
             "SPARK_LOCAL_IP": "127.0.0.1",
+            # The spark-submit Livy starts for each batch lives as long as the batch: light, as
+            # the driver's and executors' JVMs are (spark-defaults.conf).
+            "SPARK_SUBMIT_OPTS": " ".join(LIGHT_JVM),
             **self.options.env,
         }
 

@@ -157,7 +157,7 @@ def hdinsight_options(folder: Path, azurite: TlsAzurite) -> HdiOptions:
     }
     # Livy runs spark-submit with its own environment: the JVM that fetches Livy's wasbs:// files
     # (and resolves spark.jars.packages) takes these two (bin/spark-class, the launcher).
-    env = {"SPARK_SUBMIT_OPTS": java, "SPARK_DIST_CLASSPATH": jars}
+    env = {"SPARK_SUBMIT_OPTS": f"{light} {java}", "SPARK_DIST_CLASSPATH": jars}
     core_site = encrypted_key_settings(folder, DEV_ACCOUNT, DEV_KEY)
     return HdiOptions(spark_conf=spark_conf, core_site=core_site, env=env)
 
