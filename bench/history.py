@@ -19,6 +19,12 @@ driver log), then times, each as the median of --rounds:
 * on Azurite, the hourly whole-store check (every run id listed);
 * Python's start-up and the imports ``runs list`` needs, alone (the floor under the CLI's figures).
 
+The CLI runs in this checkout, which is a project (its ``aml_config/`` is read, as a user's list
+in their project reads theirs). ``--cli-python`` times it with another interpreter, such as a
+virtual environment's with sparkjobs installed as users install it (``pip install .``): an
+editable install's import hook, and whatever ``.pth`` files this interpreter's site-packages
+holds, add start-up time a user's installation does not have.
+
 The index and the scan are timed in turn, round by round, so the machine's load (shared and noisy)
 falls on both alike; each line prints the ratio and the load average it was taken at.
 
@@ -122,6 +128,9 @@ def by_scan(records: list[RunRecord], query: RunQuery) -> list[RunRecord]:
     return chosen[: query.limit]
 
 
+CLI_PYTHON = sys.executable  # --cli-python
+
+
 def child_env(environ: dict[str, str]) -> dict[str, str]:
     """The environment of the commands timed: this checkout's sparkjobs, with its bytecode cached
     (outside the tree) as an installed sparkjobs has it. Without the cache every start compiles
@@ -134,11 +143,12 @@ def child_env(environ: dict[str, str]) -> dict[str, str]:
 
 def cli_times(env: dict[str, str], args: list[str], rounds: int) -> tuple[float, float]:
     """The whole command's median wall time and its CPU time (user + system) per call, warm."""
-    return child_times([sys.executable, "-m", "sparkjobs.cli", "runs", "list", "--all", *args], env, rounds)
+    return child_times([CLI_PYTHON, "-m", "sparkjobs.cli", "runs", "list", "--all", *args], env, rounds)
 
 
 def child_times(command: list[str], env: dict[str, str], rounds: int) -> tuple[float, float]:
-    run = lambda: subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
+    run = lambda: subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # noqa: E731
+                                 cwd=REPO)
     run()  # the index is up to date (and the files in the page cache) before timing
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = timed(run, rounds)
@@ -211,9 +221,9 @@ def server_cpu(pid: int) -> float:
 
 def startup(env: dict[str, str], rounds: int) -> None:
     """How much of a warm ``runs list`` is Python starting and importing, whatever the store holds."""
-    bare = child_times([sys.executable, "-c", "pass"], env, rounds)
-    imports = child_times([sys.executable, "-c", "import sparkjobs.cli_commands, sparkjobs.history.index"], env, rounds)
-    print(f"\nstart-up: python -c pass {bare[0]:.2f} s wall, {bare[1]:.2f} s CPU; with the imports `runs list` "
+    bare = child_times([CLI_PYTHON, "-c", "pass"], env, rounds)
+    imports = child_times([CLI_PYTHON, "-c", "import sparkjobs.cli_commands, sparkjobs.history.index"], env, rounds)
+    print(f"\nstart-up of {CLI_PYTHON}: python -c pass {bare[0]:.2f} s wall, {bare[1]:.2f} s CPU; with the imports `runs list` "
           f"needs {imports[0]:.2f} s wall, {imports[1]:.2f} s CPU   [{load()}]", flush=True)
 
 
@@ -228,7 +238,11 @@ def main() -> None:
     parser.add_argument("--pages-only", action="store_true", help="time only the runs page, on the index as it is")
     parser.add_argument("--azurite-port", type=int, default=None,
                         help="use the Azurite already listening on this port (its runs kept between bench runs)")
+    parser.add_argument("--cli-python", default=sys.executable,
+                        help="the interpreter that runs the timed CLI commands (default: this one)")
     options = parser.parse_args()
+    global CLI_PYTHON
+    CLI_PYTHON = options.cli_python
     records = None
     if options.store in ("local", "both"):
         home = options.data / "local-home"
