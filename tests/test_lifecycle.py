@@ -41,13 +41,14 @@ def project(tmp_path: Path) -> Path:
 @contextmanager
 def _run_until(project: Path, *args: str, marker: str) -> Iterator[subprocess.Popen]:
     """`sparkjobs run -c local --project P ARGS`, yielded once its output has shown marker (the
-    job's lines are on stdout, sparkjobs' own on stderr); killed by pid if it outlives the test."""
+    job's lines are on stdout, sparkjobs' own on stderr; with --json both are on stderr); killed by
+    pid if it outlives the test."""
     process = subprocess.Popen(
         [sys.executable, "-m", "sparkjobs.cli", "run", "-c", "local", "--project", str(project), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )
     try:
-        stream = process.stderr if marker == "Run " else process.stdout
+        stream = process.stderr if marker == "Run " or "--json" in args else process.stdout
         assert stream is not None
         for line in stream:  # ends at EOF if the marker never comes
             if marker in line:
@@ -64,19 +65,35 @@ def _records(home: Path) -> list[dict]:
 
 
 def _processes_with(marker: str) -> list[str]:
-    """Command lines of live processes whose arguments carry marker (bounded /proc scan)."""
-    found = []
+    """Live processes whose command line or working folder holds marker (bounded /proc scan), this
+    test process and its parents aside. The job's own processes carry none of its arguments (they
+    travel in the launch spec), but every one of them works in, or names, its run's folder under
+    SPARKJOBS_HOME: so a test's home finds its jobs and their children, Spark's JVM included."""
+    found, ours = [], _own_line()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) in ours:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if marker in cmdline and state != b"Z" and "pytest" not in cmdline:
-            found.append(cmdline)
+        if (marker in cmdline or marker in cwd) and state != b"Z":
+            found.append(f"{entry.name}: {cmdline} (in {cwd})")
     return found
+
+
+def _own_line() -> set[int]:
+    """This process and its ancestors: the test runner's command line may name the marker's folder."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
 
 
 def _gone(marker: str, within: float = 15.0) -> bool:
@@ -89,12 +106,9 @@ def _gone(marker: str, within: float = 15.0) -> bool:
 
 
 def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(project, isolated_home):
-    marker = f"stubborn-{os.getpid()}-{random.randrange(10**9)}"
-    with _run_until(project, "--json", "stubborn.py", marker, marker="Run ") as process:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _processes_with(marker):
-            time.sleep(0.05)
-        time.sleep(0.5)  # let the job install its SIGTERM-ignoring handler
+    home = str(isolated_home)
+    with _run_until(project, "--json", "stubborn.py", marker="STARTED") as process:  # --json: the job's lines on stderr
+        assert _processes_with(home), "the job's processes are not found by its run folder"
         process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
@@ -102,7 +116,7 @@ def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(proj
     assert process.returncode == 1, err
     record = json.loads(out)
     assert record["status"] == "killed" and record["exit_code"] is None and record["owner"] is None
-    assert _gone(marker), _processes_with(marker)
+    assert _gone(home), _processes_with(home)
 
 
 def test_sigterm_while_outputs_are_stored_still_records_every_file(project, isolated_home):
@@ -158,7 +172,7 @@ def test_signals_at_any_moment_after_launch_never_leave_a_run_running(project, i
                 process.kill()
         err = first + err
         assert "Run " in first and "Traceback" not in err, err
-        assert _gone(marker), f"try {tries}: the job outlived sparkjobs: {_processes_with(marker)}"
+        assert _gone(str(isolated_home)), f"try {tries}: the job outlived sparkjobs: {_processes_with(str(isolated_home))}"
         for record in _records(isolated_home):
             assert record["status"] != "running", f"try {tries}: {record}"
             if record["status"] == "killed":
@@ -182,11 +196,11 @@ def test_kill_9_of_sparkjobs_takes_the_job_with_it_and_the_run_shows_lost_then_r
         project / "writes.py",
         "import sys, time\nopen('outputs/partial.txt', 'w').write('half')\nprint('STARTED', sys.argv[1:], flush=True)\ntime.sleep(300)\n",
     )
-    marker = f"lost-{os.getpid()}"
-    with _run_until(project, "writes.py", marker, marker="STARTED") as process:
+    with _run_until(project, "writes.py", marker="STARTED") as process:
+        assert _processes_with(str(isolated_home)), "the job's processes are not found by its run folder"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    assert _gone(marker), _processes_with(marker)
+    assert _gone(str(isolated_home)), _processes_with(str(isolated_home))
 
     done, runs = cli_json("runs", "list", "--json", "--project", str(project))
     assert runs[0]["status"] == "lost" and "runs recover" in runs[0]["error"]
@@ -256,7 +270,7 @@ def test_spark_job_stopped_at_launch_or_later_records_killed_without_orphans(tmp
     assert code == 1 and json.loads(out)["status"] == "killed" and json.loads(out)["exit_code"] is None
     code, out = signal_run_after("STARTED", signal.SIGTERM, "run", "-c", "local", "--json", "--project", str(project), "slow.py", "sparkmark")
     assert code == 1 and json.loads(out)["status"] == "killed" and json.loads(out)["exit_code"] is None
-    assert _gone("sparkmark", within=30), _processes_with("sparkmark")
+    assert _gone(str(isolated_home), within=30), _processes_with(str(isolated_home))
 
 
 @pytest.mark.azurite
