@@ -48,18 +48,17 @@ _COLUMNS = {SortField.STATUS: "b.status", SortField.TARGET: "b.target", SortFiel
 
 
 @dataclass(frozen=True)
-class IndexState:
-    runs: dict[str, tuple[str, bool]]  # run id: (stamp, ended)
-    last_full: float | None  # when every run id was last listed (and, locally, every record checked)
-    listing: str | None  # the store's listing stamp when it was last listed, if it had one
-    recordless: tuple[str, ...]  # run folders listed then without a record in them (yet)
-
-
-@dataclass(frozen=True)
 class Listed:
     """How the store's runs were listed: its listing stamp, taken before, and the folders without a record."""
     stamp: str | None
     recordless: frozenset[str]
+
+
+@dataclass(frozen=True)
+class IndexState:
+    runs: dict[str, tuple[str, bool]]  # run id: (stamp, ended)
+    last_full: float | None  # when every run id was last listed (and, locally, every record checked)
+    listed: Listed  # how the store was last listed
 
 
 def index_path(home: Path, location: str) -> Path:
@@ -99,14 +98,14 @@ class RunIndex:
         """What the index holds of the store (empty with no file): every run, or only those whose
         record may still change, with their stamps, and when and how the store was last listed."""
         if not self.path.exists():
-            return IndexState({}, None, None, ())
+            return IndexState({}, None, Listed(None, frozenset()))
         with closing(self._connect()) as connection:
             sql = "SELECT id, stamp, settled FROM runs" + (" WHERE settled = 0" if unended_only else "")
             rows = {i: (stamp, bool(settled)) for i, stamp, settled in connection.execute(sql)}
             meta = dict(connection.execute("SELECT key, value FROM meta WHERE key IN ('full_check', 'listing', 'recordless')"))
         full = meta.get("full_check")
-        return IndexState(rows, float(full) if full else None, meta.get("listing"),
-                          tuple(json.loads(meta.get("recordless", "[]"))))
+        listed = Listed(meta.get("listing"), frozenset(json.loads(meta.get("recordless", "[]"))))
+        return IndexState(rows, float(full) if full else None, listed)
 
     def update(self, loaded: Iterable[tuple[str, str, RunRecord | str]], gone: Iterable[str], full_check: float | None,
                listed: Listed | None = None) -> None:

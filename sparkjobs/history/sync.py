@@ -48,8 +48,8 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
     state = index.known(unended_only=True)
     full = state.last_full is None or now - state.last_full >= full_every
     stamp = store.listing_stamp(RUNS)  # taken before listing: a change while listing shows next time
-    if not full and stamp is not None and stamp == state.listing:  # no run folder added or removed
-        listed, gone = {*state.runs, *state.recordless}, set()
+    if not full and stamp is not None and stamp == state.listed.stamp:  # no run folder added or removed
+        listed, gone = {*state.runs, *state.listed.recordless}, set()
     else:
         state = index.known()
         if full or store.cheap_listing:
@@ -64,7 +64,7 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
     every_record = full and store.cheap_listing  # an hourly stat of every local record: one edited by hand
     # Newest first, so that a build cut short (Ctrl-C, a lost network) has kept the runs a list shows first.
     check = sorted((i for i in listed if every_record or i not in known or not known[i][1]), reverse=True)
-    recordless = set(state.recordless) & listed
+    recordless = set(state.listed.recordless) & listed
     if store.cheap_listing:  # a stat per record, all at once; only new or changed ones are read
         stamps = store.stamps([f"{RUNS}/{run_id}/run.json" for run_id in check])  # folder names: no '/' in them
         absent = {i for i, stamp_now in zip(check, stamps.values()) if stamp_now is None}
@@ -88,7 +88,7 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
                 index.update(loaded, (), None)
                 loaded = []
     listing = Listed(stamp, frozenset(recordless))
-    if loaded or gone or full or listing != Listed(state.listing, frozenset(state.recordless)):
+    if loaded or gone or full or listing != state.listed:
         index.update(loaded, gone, now if full else None, listing)  # otherwise a warm list only reads the index
 
 
