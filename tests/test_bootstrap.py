@@ -413,6 +413,20 @@ def test_spec_round_trip():
     assert (spec.script, spec.args, spec.env, spec.outputs_uri) == ("src/train.py", ("-v",), {"A": "1"}, None)
 
 
+def test_the_temp_folder_goes_where_a_killed_driver_leaves_nothing_behind(tmp_path, monkeypatch):
+    # A killed driver never reaches its own clean-up: its temp folder must be somewhere removed
+    # for it (the run's work folder; on YARN the container's folder, which the NodeManager deletes).
+    from sparkjobs.bootstrap.launch import _work_parent
+
+    monkeypatch.delenv("CONTAINER_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    given = LaunchSpec.from_json({**_spec("r", "train.py"), "work_dir": "/runs/work/r"})
+    assert _work_parent(given) == "/runs/work/r"
+    assert _work_parent(LaunchSpec.from_json(_spec("r", "train.py"))) is None  # the machine's temp folder
+    monkeypatch.setenv("CONTAINER_ID", "container_1796191432495_0012_01_000001")
+    assert _work_parent(LaunchSpec.from_json(_spec("r", "train.py"))) == str(tmp_path)
+
+
 @pytest.mark.parametrize("code, expected", [(None, 0), (0, 0), (3, 3), (True, 1), ("fatal: no data", 1)])
 def test_exit_codes_follow_sys_exit(code, expected):
     assert exit_code(code) == expected

@@ -105,8 +105,13 @@ def _gone(marker: str, within: float = 15.0) -> bool:
     return False
 
 
-def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(project, isolated_home):
+def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(project, isolated_home, tmp_path, monkeypatch):
     home = str(isolated_home)
+    # A job killed mid-run runs none of its own clean-up: the bootstrap's temp folder must be
+    # somewhere sparkjobs removes, not the machine's temp folder (where hundreds once piled up).
+    temp = tmp_path / "machine-tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
     with _run_until(project, "--json", "stubborn.py", marker="STARTED") as process:  # --json: the job's lines on stderr
         assert _processes_with(home), "the job's processes are not found by its run folder"
         process.send_signal(signal.SIGTERM)
@@ -117,6 +122,8 @@ def test_a_second_sigterm_kills_a_job_that_ignores_the_first_and_records_it(proj
     record = json.loads(out)
     assert record["status"] == "killed" and record["exit_code"] is None and record["owner"] is None
     assert _gone(home), _processes_with(home)
+    assert sorted(path.name for path in temp.iterdir()) == []
+    assert not (isolated_home / "work" / record["id"]).exists()
 
 
 def test_sigterm_while_outputs_are_stored_still_records_every_file(project, isolated_home):

@@ -21,7 +21,8 @@ lose a run's outputs::
      "metrics_uri": "wasbs://.../runs/ID/metrics.jsonl" | "/local/path" | null,
      "params_uri": "wasbs://.../runs/ID/params.jsonl" | "/local/path" | null,
      "environment": {"path": "sparkjobs_env" | "/local/unpacked", "python": "3.11", "digest": "..."} | null,
-     "error_path": "/local/work/bootstrap-error.txt" | null}
+     "error_path": "/local/work/bootstrap-error.txt" | null,
+     "work_dir": "/local/work" | null}
 
 ``environment`` is the run's Python dependencies (``environment.py``): checked against this
 interpreter first of all, then put on ``sys.path``. A mismatch, or a missing folder, is a
@@ -56,7 +57,9 @@ first frame, and an error raised in a Spark task as the task's Python traceback,
 ``tracebacks.py``); upload the log a last time; write
 ``{"exit_code": N, "run_id": ..., "outputs_sha256": {"model.pkl": "<hex>", ...}}`` to ``exit_uri`` (last, so its presence means the log and
 outputs are in storage: Livy only says success or dead, and forgets a batch after a while);
-exit with the script's exit code.
+exit with the script's exit code. The temp folder is made in ``work_dir`` when given (the local and
+spark targets' run folder, which sparkjobs removes however the job ended), in a YARN container's
+own folder, or else in the machine's temp folder.
 
 Locations: the spec and the credentials file, when given as a plain path or ``file:`` URI, are
 read with open() (and the credentials removed with os.remove), so a local run needs no JVM; other
@@ -211,6 +214,17 @@ def _write_exit(spec: LaunchSpec, code: int, digests: dict[str, str], spark: Spa
         say(f"could not save the exit code to {spec.exit_uri}: {brief(exc)}")
 
 
+def _work_parent(spec: LaunchSpec) -> str | None:
+    """Where the temp folder goes. A killed driver (a cancelled run, YARN killing the application)
+    never reaches its clean-up, so the folder must sit where something else removes it: the run's
+    work folder that sparkjobs removes, or the YARN container's own folder; else the temp folder."""
+    if spec.work_dir:
+        return spec.work_dir
+    if os.environ.get("CONTAINER_ID"):  # set by YARN's NodeManager, which deletes the container's folder
+        return os.getcwd()
+    return None
+
+
 def main(argv: list[str]) -> int:
     """Run one launch spec and return the exit code for the process."""
     if len(argv) != 1:
@@ -218,13 +232,14 @@ def main(argv: list[str]) -> int:
         return EXIT_BOOTSTRAP
     spark = Spark()
     start_dir = os.getcwd()
-    work = tempfile.mkdtemp(prefix="sparkjobs-bootstrap-")
     try:
-        try:
-            spec = _load_spec(argv[0], spark)
-        except BootstrapError as exc:
-            say(str(exc))
-            return EXIT_BOOTSTRAP
+        spec = _load_spec(argv[0], spark)
+    except BootstrapError as exc:
+        say(str(exc))
+        spark.close()
+        return EXIT_BOOTSTRAP
+    work = tempfile.mkdtemp(prefix="sparkjobs-bootstrap-", dir=_work_parent(spec))
+    try:
         digests: dict[str, str] = {}
         mask: list[bytes] = []
         failure: list[str] = []

@@ -22,7 +22,7 @@ EXIT_BOOTSTRAP = 2
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 _LOCATION_KEYS = (
     "snapshot_archive", "snapshot_manifest", "objects_uri", "outputs_uri", "log_uri", "credentials_uri", "exit_uri",
-    "metrics_uri", "params_uri", "error_path",
+    "metrics_uri", "params_uri", "error_path", "work_dir",
 )
 _SPEC_KEYS = frozenset(("version", "run_id", "script", "args", "env", "environment", *_LOCATION_KEYS))
 _PYTHON = re.compile(r"^[0-9]+\.[0-9]+$")
@@ -63,6 +63,7 @@ class LaunchSpec:
     metrics_uri: str | None = None
     params_uri: str | None = None
     error_path: str | None = None  # a local file for the bootstrap's own error (the driver runs here)
+    work_dir: str | None = None  # a local folder for the bootstrap's temp folder, removed by sparkjobs
     environment: EnvironmentSpec | None = None
 
     @classmethod

@@ -128,6 +128,7 @@ class LocalTarget(Target):
             "metrics_uri": str(plan.workdir / METRICS_FILE),
             "params_uri": str(plan.workdir / PARAMS_FILE),
             "error_path": str(plan.workdir / BOOTSTRAP_ERROR_FILE),
+            "work_dir": str(plan.workdir),  # removed once the run is settled, even if the job was killed
         }
         if plan.environment is not None:
             spec["environment"] = launch_environment(plan.environment, str(plan.environment.unpacked))
