@@ -33,6 +33,7 @@ Targets: --last 50 <= 0.3 s local and <= 1 s warm on Azurite; sorting <= 0.5 s.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -174,7 +175,10 @@ def bench(label: str, environ: dict[str, str], rounds: int, pages_only: bool = F
     # The plain scan: list the store, read every record (on a loaded machine Azurite may take most of an hour).
     every = [] if skip_scan else list(repo.iter_runs())
     scan = float("nan") if skip_scan else time.perf_counter() - started
-    print(f"{label}: plain scan (list the store, read all {len(every):,} records) in {scan:.2f} s   [{load()}]", flush=True)
+    if skip_scan:
+        print(f"{label}: plain scan skipped (--skip-full-scan): '-' below where it is needed", flush=True)
+    else:
+        print(f"{label}: plain scan (list the store, read all {len(every):,} records) in {scan:.2f} s   [{load()}]", flush=True)
     print(f"  {'operation':<56}{'index':>8}{'CPU':>7}{'scan':>9}{'scan/index':>11}{'CLI wall':>9}{'CLI CPU':>8}")
     env = child_env(environ)
     scan_rounds = 1 if label == "azurite" else rounds  # listing 20,000 blobs takes Azurite a minute
@@ -187,13 +191,21 @@ def bench(label: str, environ: dict[str, str], rounds: int, pages_only: bool = F
             scanned += scan
             ratio = scanned / wall
         cli_wall, cli_cpu = cli_times(env, args, rounds)
-        print(f"  {name:<56}{wall:>7.3f}s{cpu:>6.3f}s{scanned:>8.2f}s{ratio:>10.0f}x{cli_wall:>8.2f}s{cli_cpu:>7.2f}s"
+        print(f"  {name:<56}{wall:>7.3f}s{cpu:>6.3f}s{_seconds(scanned):>9}{_times(ratio):>11}{cli_wall:>8.2f}s{cli_cpu:>7.2f}s"
               f"   [{load()}]", flush=True)
     pages(env, rounds, scan)
     if not repo.store.cheap_listing:
         index = RunIndex(service.index_path(repo.store), repo.store.location)
         whole = timed(lambda: sync_index(index, repo, full_every=0), 1)
         print(f"  the hourly whole-store check of the index (every run id listed): {whole:.2f} s   [{load()}]")
+
+
+def _seconds(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}s"
+
+
+def _times(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.0f}x"
 
 
 def pages(env: dict[str, str], rounds: int, scan: float) -> None:
@@ -208,7 +220,7 @@ def pages(env: dict[str, str], rounds: int, scan: float) -> None:
             before = server_cpu(ui.process.pid)
             wall = timed(get, rounds)
             cpu = (server_cpu(ui.process.pid) - before) / rounds
-            print(f"  {name:<56}{wall:>7.3f}s{cpu:>6.3f}s{scan:>8.2f}s{scan / wall:>10.0f}x   [{load()}]", flush=True)
+            print(f"  {name:<56}{wall:>7.3f}s{cpu:>6.3f}s{_seconds(scan):>9}{_times(scan / wall):>11}   [{load()}]", flush=True)
     finally:
         ui.stop()
 

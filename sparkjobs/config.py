@@ -8,25 +8,22 @@ user fixes them all in one go instead of one per attempt.
 """
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Any, Mapping
-
-import yaml
 
 from . import workbench_keys as workbench
 from .config_checks import (
     Checker, Invalid, accounts, argument_vector, enum_of, environment, maven, memory, minutes, path_segment,
-    positive_int, python_version, repositories, short, string, string_map, verify,
+    positive_int, python_version, repositories, string, string_map, verify,
 )
 from .config_models import (  # re-exported: the settings are imported from here
     DEFAULT_SHARE_DIR, DEFAULT_START_TIMEOUT_MINUTES, ComputeSettings, Framework, ProjectSettings, RunSettings,
     SparkDependencies, TargetType,
 )
-from .config_yaml import YamlRefused, load_yaml
+from .config_files import Problems, check_keys, read_yaml, relative
 from .discovery import CONFIG_DIR
 from .errors import ConfigError
-from .wording import sentence
+from .project_config import load_project
 from .workbench_docker import refused_type
 from .workbench_keys import ConfigNotice, Disposition
 
@@ -94,113 +91,6 @@ _DEPENDENCY_KEYS: dict[str, tuple[str, Checker]] = {
     "packages": ("packages", maven),
     "repositories": ("repositories", repositories),
 }
-_PROJECT_KEYS: dict[str, tuple[str, Checker]] = {
-    "name": ("name", path_segment),
-    "workspace": ("workspace", path_segment),
-    "history": ("history", string),
-    "snapshotCapMB": ("snapshot_cap_mb", positive_int),
-}
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: Path, message: str) -> None:
-        self.items.append(f"{path}: {message}")
-
-    def raise_if_any(self) -> None:
-        if len(self.items) == 1:
-            raise ConfigError(sentence(f"Invalid configuration: {self.items[0]}"))  # "did you mean 'master'?"
-        if self.items:
-            listed = "".join(f"\n  - {item}" for item in self.items)
-            raise ConfigError(f"Invalid configuration ({len(self.items)} problems):{listed}")
-
-
-def _read_yaml(path: Path, problems: _Problems, named_by: str = "") -> dict[str, Any] | None:
-    try:
-        data = load_yaml(path)
-    except FileNotFoundError:
-        problems.add(path, "file not found" + (f" (named by {named_by})" if named_by else ""))
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.add(path, f"cannot be read ({exc})")
-        return None
-    except YamlRefused as exc:
-        problems.add(path, str(exc))
-        return None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        reason = getattr(exc, "problem", None) or "syntax error"
-        problems.add(path, f"is not valid YAML{where}: {reason}")
-        return None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        problems.add(path, "must be a YAML mapping of keys to values")
-        return None
-    return data
-
-
-def _check(path: Path, data: dict[str, Any], schema: dict[str, tuple[str, Checker]], problems: _Problems,
-           handled: tuple[str, ...] = (), notices: list[ConfigNotice] | None = None, root: Path | None = None
-           ) -> dict[str, Any]:
-    """Check ``data`` against ``schema``; ``handled`` keys are Workbench's, read elsewhere
-    (workbench_keys.py). Each schema key present adds an honoured notice to ``notices``."""
-    values: dict[str, Any] = {}
-    for key, raw in data.items():
-        if key in handled:
-            continue
-        if key not in schema:
-            problems.add(path, f"unknown key '{key}'{_hint(str(key), schema, handled)}")
-            continue
-        attribute, checker = schema[key]
-        if raw is None:  # Workbench writes null for "the default"
-            if notices is not None and root is not None:
-                notices.append(ConfigNotice(_relative(path, root), key, Disposition.HONOURED, "null: the default"))
-            continue
-        try:
-            values[attribute] = checker(raw)
-        except Invalid as exc:
-            shown = f" (got {short.repr(raw)})" if exc.show_value else ""
-            problems.add(path, f"key '{key}' {exc}{shown}")
-            continue
-        if notices is not None and root is not None:
-            notices.append(ConfigNotice(_relative(path, root), key, Disposition.HONOURED, _shown(values[attribute])))
-    return values
-
-
-def _hint(key: str, schema: Mapping[str, Any], handled: tuple[str, ...]) -> str:
-    """A typo's likely meaning; a real Workbench key of another file is named as such, never
-    "corrected" into a different real key (CondaDependenciesFile is not SparkDependenciesFile)."""
-    elsewhere = workbench.other_file_of(key)
-    if elsewhere:
-        return f"; '{key}' is a Workbench key for {elsewhere}"
-    import difflib  # only for a typo, so every run does not pay for loading it
-
-    known = [*schema, *handled]
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _shown(value: Any) -> str:
-    """A resolved value as config check shows it: a mapping by its names only (environment
-    values are the user's business, and could be long)."""
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, Mapping):
-        return "names: " + (", ".join(value) if value else "none")
-    if isinstance(value, tuple):
-        return " ".join(value) or "none"
-    return str(value)
 
 
 def snapshot_cap_for(settings: "RunSettings") -> int:
@@ -214,31 +104,6 @@ def available_runconfigs(root: Path) -> list[str]:
     return sorted(p.stem for p in (root / CONFIG_DIR).glob("*.runconfig"))
 
 
-def load_project(root: Path | str, environ: Mapping[str, str]) -> ProjectSettings:
-    """Read ``aml_config/project.yml`` (optional). ``SPARKJOBS_HISTORY`` overrides its ``history``."""
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise ConfigError(f"Project folder {root} does not exist.")
-    problems = _Problems()
-    path = root / CONFIG_DIR / "project.yml"
-    values: dict[str, Any] = {}
-    if path.exists():
-        data = _read_yaml(path, problems)
-        if data is not None:
-            values = _check(path, data, _PROJECT_KEYS, problems)
-    problems.raise_if_any()
-    cap_mb = values.pop("snapshot_cap_mb", None)
-    history = environ.get("SPARKJOBS_HISTORY") or values.pop("history", None)
-    values.pop("history", None)
-    return ProjectSettings(
-        root=root,
-        name=values.pop("name", None) or root.name,
-        history=history,
-        snapshot_cap_bytes=cap_mb * 1024 * 1024 if cap_mb else None,
-        **values,
-    )
-
-
 def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -> RunSettings:
     """Load ``aml_config/NAME.runconfig``, the compute it names, and its Spark dependencies."""
     project = load_project(root, environ)
@@ -247,7 +112,7 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         path_segment(name)
     except Invalid:
         raise ConfigError(f"The run configuration name {name!r} must be a plain name such as 'local', not a path.") from None
-    problems = _Problems()
+    problems = Problems()
     notices: list[ConfigNotice] = []
     runconfig_path = config_dir / f"{name}.runconfig"
     used = [runconfig_path, config_dir / "project.yml"]
@@ -255,12 +120,12 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         known = available_runconfigs(project.root)
         hint = f" Available: {', '.join(known)}." if known else " Run 'sparkjobs init' to create aml_config/."
         raise ConfigError(f"No run configuration '{name}': {runconfig_path} does not exist.{hint}")
-    data = _read_yaml(runconfig_path, problems)
+    data = read_yaml(runconfig_path, problems)
     run_values: dict[str, Any] = {}
     if data is not None:
         handled = tuple(key for key in workbench.RUNCONFIG_KEYS if key not in _RUNCONFIG_KEYS)
-        run_values = _check(runconfig_path, data, _RUNCONFIG_KEYS, problems, handled, notices, project.root)
-        extra, found = workbench.runconfig_keys(_relative(runconfig_path, project.root), data,
+        run_values = check_keys(runconfig_path, data, _RUNCONFIG_KEYS, problems, handled, notices, project.root)
+        extra, found = workbench.runconfig_keys(relative(runconfig_path, project.root), data,
                                                 lambda message: problems.add(runconfig_path, message))
         run_values.update(extra)
         notices += found
@@ -278,11 +143,11 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
     deps_path = _named_file(project.root, runconfig_path, data, "SparkDependenciesFile", DEFAULT_SPARK_DEPENDENCIES,
                             problems, notices)
     if deps_path is not None:
-        deps_data = _read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
+        deps_data = read_yaml(deps_path, problems, f"key 'SparkDependenciesFile' in {runconfig_path.name}")
         used.append(deps_path)
         if deps_data is not None:
             file = deps_path.relative_to(project.root).as_posix()
-            checked = _check(deps_path, deps_data, _DEPENDENCY_KEYS, problems, (), notices, project.root)
+            checked = check_keys(deps_path, deps_data, _DEPENDENCY_KEYS, problems, (), notices, project.root)
             dependencies = SparkDependencies(**checked, file=file)
     run_values.pop("dependencies_file", None)
     run_values.pop("conda_dependencies_file", None)
@@ -332,13 +197,13 @@ def _last_per_key(notices: list[ConfigNotice]) -> tuple[ConfigNotice, ...]:
 
 
 def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key: str, default: str,
-                problems: _Problems, notices: list[ConfigNotice]) -> Path | None:
+                problems: Problems, notices: list[ConfigNotice]) -> Path | None:
     """The file a runconfig key names, inside the project. Null means Workbench's default file
     (used when it exists); a missing key means none."""
     if not data or key not in data:
         return None
     named = data[key]
-    file = _relative(runconfig, root)
+    file = relative(runconfig, root)
     if named is None and not (root / default).is_file():
         return None
     if named is not None and not isinstance(named, str):
@@ -357,18 +222,18 @@ def _named_file(root: Path, runconfig: Path, data: Mapping[str, Any] | None, key
     return path
 
 
-def _load_compute(path: Path, name: str, problems: _Problems, named_by: str, environ: Mapping[str, str],
+def _load_compute(path: Path, name: str, problems: Problems, named_by: str, environ: Mapping[str, str],
                   notices: list[ConfigNotice]) -> ComputeSettings | None:
-    data = _read_yaml(path, problems, named_by)
+    data = read_yaml(path, problems, named_by)
     if data is None:
         return None
     root = path.parent.parent
-    file = _relative(path, root)
+    file = relative(path, root)
     raw_type = data.get("type")
     if isinstance(raw_type, str) and raw_type.strip().lower() in workbench.UNSUPPORTED_TYPES:
         problems.add(path, refused_type(file, name, raw_type.strip().lower(), data))
         return None
-    values = _check(path, data, _COMPUTE_KEYS, problems, workbench.COMPUTE_KEYS, notices, root)
+    values = check_keys(path, data, _COMPUTE_KEYS, problems, workbench.COMPUTE_KEYS, notices, root)
     kind = values.get("type")
     if raw_type is None:
         problems.add(path, "key 'type' is required (local, spark or cluster)")

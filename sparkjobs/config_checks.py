@@ -12,8 +12,6 @@ import reprlib
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from .packages import coordinate, repository
-
 MAX_START_TIMEOUT_MINUTES = 7 * 24 * 60.0
 #: Linux refuses to start a process with one argument or "NAME=value" string over 128 KiB
 #: (MAX_ARG_STRLEN, the NUL included), or with all of them over ARG_MAX (usually 2 MiB, which
@@ -186,10 +184,14 @@ def verify(value: Any) -> bool | str:
 
 
 def maven(value: Any) -> tuple[str, ...]:
+    from .packages import coordinate  # here: project.yml's readers need no package parsing
+
     return each(value, coordinate, "'group:artifact:version' strings or mappings of group, artifact and version")
 
 
 def repositories(value: Any) -> tuple[str, ...]:
+    from .packages import repository
+
     return each(value, repository, "repository URLs or mappings with a url")
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from .project_config import ProjectSettings
 from .workbench_keys import ConfigNotice, Disposition
 
 __all__ = ["TargetType", "Framework", "ComputeSettings", "SparkDependencies", "ProjectSettings", "RunSettings",
@@ -58,15 +58,6 @@ class SparkDependencies:
     packages: tuple[str, ...] = ()
     repositories: tuple[str, ...] = ()
     file: str = ""  # the dependencies file, relative to the project, for messages
-
-
-@dataclass(frozen=True)
-class ProjectSettings:
-    root: Path
-    name: str
-    workspace: str = "default"
-    history: str | None = None  # run store location; None means $SPARKJOBS_HOME
-    snapshot_cap_bytes: int | None = None  # None: the target type's default (snapshot_cap_for)
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class SparkJobs:
     def _project_or_none(self, project_dir: Path | None) -> ProjectSettings | None:
         if project_dir is None or not (Path(project_dir) / "aml_config").is_dir():
             return None
-        from .config import load_project
+        from .project_config import load_project  # not config: `runs list` loads no run configuration code
 
         return load_project(project_dir, self.environ)
 

@@ -83,6 +83,17 @@ def test_runs_list_loads_only_the_history_path(tmp_path):
                               "sparkjobs.artifact_view", "sparkjobs.targets", "requests", "azure", "pathspec")) == []
 
 
+def test_runs_list_in_a_project_reads_project_yml_without_the_run_configuration_code(project, tmp_path):
+    """In a project `runs list` needs project.yml (its name and run store), not the code that
+    reads a run configuration and Workbench's keys: about 30 ms of every list."""
+    write(project / "aml_config" / "project.yml", "name: listed\nworkspace: team\n")
+    modules = loaded_by(tmp_path, "runs", "list", "--project", str(project))
+    assert "sparkjobs.project_config" in modules and "yaml" in modules  # project.yml was really read
+    assert unwanted(modules, ("sparkjobs.config", "sparkjobs.config_models", "sparkjobs.workbench_keys",
+                              "sparkjobs.workbench_docker", "sparkjobs.packages", "sparkjobs.snapshot",
+                              "sparkjobs.run_flow", "sparkjobs.targets", "requests", "azure", "pathspec")) == []
+
+
 @pytest.mark.parametrize("path", [
     "outputs/", "outputs/a.txt", "src/outputs/", "src/outputs/deep/x.py", "outputs.py", "my_outputs/", "outputsx/a",
     ".git/", ".git/HEAD", "a/.git/config", ".gitignore", ".sparkjobs/", "x/.sparkjobs/run.json",

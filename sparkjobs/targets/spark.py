@@ -39,7 +39,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import CONFIG_DIR, Framework, RunSettings, _Problems
+from ..config import CONFIG_DIR, Framework, RunSettings
+from ..config_files import Problems
 from ..credentials import (
     StorageCredentials,
     driver_credentials,
@@ -98,7 +99,7 @@ def _check_supported(settings: RunSettings) -> None:
     """Refuse, before anything starts, what this target cannot run; every problem in one message."""
     compute = settings.compute
     where = _compute_file(settings)
-    problems = _Problems()
+    problems = Problems()
     mode = compute.deploy_mode.strip().lower()
     if mode == "cluster" and compute.master.startswith("spark://"):
         problems.add(
