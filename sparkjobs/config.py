@@ -8,6 +8,7 @@ user fixes them all in one go instead of one per attempt.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -173,21 +174,22 @@ def load_run_settings(root: Path | str, name: str, environ: Mapping[str, str]) -
         problems.add(runconfig_path, "key 'ArgumentVector' must not be empty; use [\"$file\"]")
     problems.raise_if_any()
     assert compute is not None
-    if compute.user_managed_environment:
-        run_values["prepare_environment"] = False
-    if not run_values.get("prepare_environment", True):
-        notices = [_unbuilt(n) if n.key in ("CondaDependenciesFile", "RequirementsFile") else n for n in notices]
     config_files = tuple(sorted({p.relative_to(project.root).as_posix() for p in used if p.is_file()}))
-    return RunSettings(name=name, project=project, compute=compute, dependencies=dependencies, config_files=config_files,
-                       notices=_last_per_key(notices), **run_values)
+    settings = RunSettings(name=name, project=project, compute=compute, dependencies=dependencies,
+                           config_files=config_files, notices=_last_per_key(notices), **run_values)
+    if settings.builds_environment:
+        return settings
+    return replace(settings, notices=tuple(
+        _unbuilt(n, settings.unbuilt_because()) if n.key in ("CondaDependenciesFile", "RequirementsFile") else n
+        for n in settings.notices
+    ))
 
 
-def _unbuilt(notice: ConfigNotice) -> ConfigNotice:
-    """A dependencies file the run will not build, because PrepareEnvironment or
-    userManagedEnvironment says the target's Python is used as it is."""
+def _unbuilt(notice: ConfigNotice, because: str) -> ConfigNotice:
+    """A dependencies file the run will not build: the target's Python is used as it is."""
     return ConfigNotice(notice.file, notice.key, Disposition.IGNORED,
-                        "no environment is prepared for this run (PrepareEnvironment false or userManagedEnvironment "
-                        "true): the job uses the packages the target's Python has")
+                        f"no environment is prepared for this run ({because}): the job uses the packages the "
+                        "target's Python has")
 
 
 def _last_per_key(notices: list[ConfigNotice]) -> tuple[ConfigNotice, ...]:

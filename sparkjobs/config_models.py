@@ -78,8 +78,23 @@ class RunSettings:
     conda_dependencies_file: str | None = None
     #: A pip requirements file (relative POSIX path in the project): the run's Python dependencies.
     requirements_file: str | None = None
-    #: Workbench's PrepareEnvironment: build the run's environment before it starts.
+    #: Workbench's PrepareEnvironment as the runconfig says it (the compute's userManagedEnvironment
+    #: can still turn the build off: builds_environment).
     prepare_environment: bool = True
+
+    @property
+    def builds_environment(self) -> bool:
+        """Whether the declared Python dependencies are built for this run."""
+        return self.prepare_environment and not self.compute.user_managed_environment
+
+    def unbuilt_because(self) -> str:
+        """Why nothing is built (builds_environment is False), naming each file that says so."""
+        reasons = []
+        if not self.prepare_environment:
+            reasons.append(f"PrepareEnvironment is false in aml_config/{self.name}.runconfig")
+        if self.compute.user_managed_environment:
+            reasons.append(f"userManagedEnvironment is true in aml_config/{self.compute.name}.compute")
+        return " and ".join(reasons)
 
     @property
     def ignored(self) -> tuple[ConfigNotice, ...]:

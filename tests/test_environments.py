@@ -417,8 +417,10 @@ def test_prepare_environment_false_builds_nothing_and_says_so(tmp_path):
     runconfig.write_text(runconfig.read_text() + "PrepareEnvironment: false\n")
     done, record = cli_json("run", "-c", "local", "--json", "job.py", cwd=project, env=_env(tmp_path / "home"))
     assert done.returncode == 0 and record["environment"] is None, done.stderr
-    assert ("sparkjobs: PrepareEnvironment is false in aml_config/local.runconfig, so requirements.txt is not built; "
-            "the job uses the Python packages the target already has.") in done.stderr.splitlines()
+    assert ("sparkjobs: aml_config/local.runconfig: key 'RequirementsFile' is ignored: no environment is prepared for "
+            "this run (PrepareEnvironment is false in aml_config/local.runconfig): the job uses the packages the "
+            "target's Python has") in done.stderr.splitlines()
+    assert "not built" not in done.stderr  # said once, by the key's notice
     assert not (tmp_path / "home" / "cache" / "environments").exists()
 
 

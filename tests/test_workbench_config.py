@@ -122,7 +122,7 @@ def test_local_workbench_compute_is_honoured(iris, env):
     assert settings.compute.python_location == str(bindir / "python")
     assert settings.compute.spark_submit_location == str(bindir / "spark-submit")
     assert settings.compute.native_shared_directory == "~/.azureml/share/"
-    assert settings.compute.user_managed_environment and not settings.prepare_environment
+    assert settings.compute.user_managed_environment and not settings.builds_environment
     assert dict(settings.environment) == {"EXAMPLE_ENV_VAR": "Example Value"}
     assert settings.dependencies.repositories == ("https://mmlspark.azureedge.net/maven", "https://repo1.maven.org/maven2")
     assert settings.dependencies.configuration["spark.sparkjobs.fixture"] == "42"
@@ -270,15 +270,31 @@ def test_each_ignored_key_is_said_once_per_run_and_quiet_silences_them(iris, env
     done = cli("run", "-c", "python", "hello.py", cwd=iris, env=env)
     assert done.returncode == 0, done.stderr
     notices = [line for line in done.stderr.splitlines() if " is ignored: " in line]
-    assert notices == [  # in the file's order
+    assert notices == [  # in the file's order, each reason named where it is written
         "sparkjobs: aml_config/python.runconfig: key 'CondaDependenciesFile' is ignored: no environment is prepared "
-        "for this run (PrepareEnvironment false or userManagedEnvironment true): the job uses the packages the "
-        "target's Python has",
+        "for this run (PrepareEnvironment is false in aml_config/python.runconfig and userManagedEnvironment is true "
+        "in aml_config/local.compute): the job uses the packages the target's Python has",
         "sparkjobs: aml_config/python.runconfig: key 'UseSampling' is ignored: it chose Workbench Data Prep samples and "
         "data sources, which sparkjobs does not have; scripts read their data as written",
     ]
+    assert "not built" not in done.stderr  # the notice says it: not a second line for the same fact
     quiet = cli("run", "-c", "python", "--quiet", "hello.py", cwd=iris, env=env)
     assert quiet.returncode == 0 and " is ignored: " not in quiet.stderr and "hello" in quiet.stdout
+    assert "not built" not in quiet.stderr
+
+
+def test_user_managed_environment_alone_is_named_as_the_reason_nothing_is_built(iris, env):
+    runconfig = iris / "aml_config" / "python.runconfig"
+    runconfig.write_bytes(runconfig.read_bytes().replace(b'PrepareEnvironment: "false"', b'PrepareEnvironment: "true"'))
+    settings = load_run_settings(iris, "python", env)
+    assert settings.prepare_environment and not settings.builds_environment
+    (notice,) = [n for n in settings.notices if n.key == "CondaDependenciesFile"]
+    assert notice.reason.startswith("no environment is prepared for this run (userManagedEnvironment is true in "
+                                    "aml_config/local.compute)")
+    refused = cli("env", "build", "-c", "python", cwd=iris, env=env)
+    assert refused.returncode == 2 and refused.stderr.startswith("Error: ")
+    assert "userManagedEnvironment is true in aml_config/local.compute" in refused.stderr, refused.stderr
+    assert "PrepareEnvironment is false" not in refused.stderr
 
 
 def test_framework_python_shows_and_passes_the_spark_settings_a_session_would_use(iris, env):

@@ -86,7 +86,7 @@ def _platform(settings: RunSettings) -> str:
 def known_environment(settings: RunSettings, home: Path) -> BuiltEnvironment | None:
     """The run's environment if this machine has built it already; nothing is built."""
     plan = plan_for(settings)
-    if plan is None or not settings.prepare_environment:
+    if plan is None or not settings.builds_environment:
         return None
     cache = EnvironmentCache(home)
     known = cache.known(plan.key)
@@ -99,10 +99,8 @@ def environment_for(settings: RunSettings, home: Path, say: Say, *, refresh: boo
     plan = plan_for(settings)
     if plan is None:
         return None
-    if not settings.prepare_environment:
-        say(f"PrepareEnvironment is false in aml_config/{settings.name}.runconfig, so {plan.source} is not built; "
-            "the job uses the Python packages the target already has.")
-        return None
+    if not settings.builds_environment:
+        return None  # the declaring key's notice says so, once per run (config.py's _unbuilt)
     if plan.python_notice:
         say(plan.python_notice)
     cache = EnvironmentCache(home)

@@ -50,9 +50,9 @@ def build(service: "SparkJobs", project_dir: Path, config: str, say: Callable[[s
     settings = load_run_settings(project_dir, config, service.environ)
     if plan_for(settings) is None:
         raise ConfigError(_nothing_declared(config))
-    if not settings.prepare_environment:
-        raise ConfigError(f"PrepareEnvironment is false in aml_config/{config}.runconfig, so sparkjobs builds no "
-                          "environment for it; set it to true, or remove it.")
+    if not settings.builds_environment:
+        raise ConfigError(f"sparkjobs builds no environment for aml_config/{config}.runconfig, because "
+                          f"{settings.unbuilt_because()}; change that to build one.")
     environment = environment_for(settings, service.home, say, refresh=True)
     if environment is None:
         raise ConfigError(f"{plan_for(settings).source} declares no package to install.")  # type: ignore[union-attr]
