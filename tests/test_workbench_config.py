@@ -349,8 +349,8 @@ def test_the_hdinsight_target_without_a_password_is_one_error_naming_where_to_pu
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == (
         "Error: No Livy password for sshuser at https://myhdi.azurehdinsight.net/livy: set SPARKJOBS_LIVY_PASSWORD, "
-        "or add 'livy: {https://myhdi.azurehdinsight.net/livy: {password: ...}}' to the credentials file (never to "
-        "the project).\n")
+        "or add 'livy: {https://myhdi.azurehdinsight.net/livy: {password: ...}}' to the credentials file "
+        f"{isolated_home / 'credentials.yaml'} (mode 0600, never in the project).\n")
     assert nothing_written(isolated_home)
 
 

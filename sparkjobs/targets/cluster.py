@@ -46,6 +46,7 @@ from ..config import RunSettings
 from ..environments import ARCHIVE_ALIAS, BuiltEnvironment
 from ..credentials import (
     StorageCredentials,
+    credentials_file_path,
     driver_credentials,
     hadoop_conf_for,
     livy_password,
@@ -220,7 +221,8 @@ class LivyTarget(Target):
         if not password:
             raise ConfigError(
                 f"No Livy password for {compute.username} at {compute.livy}: set SPARKJOBS_LIVY_PASSWORD, or add "
-                f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file (never to the project)."
+                f"'livy: {{{compute.livy}: {{password: ...}}}}' to the credentials file "
+                f"{credentials_file_path(self._environ)} (mode 0600, never in the project)."
             )
         return (compute.username, password)
 
