@@ -18,7 +18,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -544,6 +546,85 @@ def test_the_last_lines_reach_a_console_that_reads_slowly(tmp_path):
     lines = out.decode().splitlines()
     assert child.returncode == 0 and len(lines) == 1500 and lines[-1].startswith("line 1499")
     assert (tmp_path / "driver.log").read_text().splitlines()[-1].startswith("line 1499")
+
+
+SHARED_CONSOLE_PROGRAM = """
+import sys, threading
+from sparkjobs.bootstrap import drivelog
+
+class NoUpload:
+    def upload(self, local, uri):
+        pass
+
+def printing(stream, tag):
+    for number in range(800):
+        print(tag, number, tag.lower() * 40, file=stream)  # unbuffered: four writes per print
+
+with drivelog.driver_log("file:///ignored/driver.log", NoUpload(), sys.argv[1]):
+    threads = [threading.Thread(target=printing, args=(stream, tag)) for stream, tag in ((sys.stdout, "OUT"), (sys.stderr, "ERR"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+"""
+
+
+def test_lines_stay_whole_on_a_console_that_stdout_and_stderr_share(tmp_path):
+    """spark-submit gives the Python driver one pipe for stdout and stderr, and Python unbuffered
+    writes a print's parts one by one: the tee's two pumps must not cut each other's lines there
+    (a NAMES line once came out glued behind another line's first word)."""
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with os.fdopen(read_end, "rb") as console:
+        child = subprocess.Popen([sys.executable, "-c", SHARED_CONSOLE_PROGRAM, str(tmp_path)],
+                                 stdout=write_end, stderr=write_end, env=env)
+        os.close(write_end)
+        try:
+            out = console.read()
+        finally:
+            child.wait(timeout=120)
+    lines = out.decode().splitlines()
+    broken = [line for line in lines if not re.fullmatch(r"OUT \d+ (?:out){40}|ERR \d+ (?:err){40}", line)]
+    assert child.returncode == 0 and len(lines) == 1600 and broken == [], broken[:5]
+
+
+PROMPT_PROGRAM = """
+import sys
+from sparkjobs.bootstrap import drivelog
+
+class NoUpload:
+    def upload(self, local, uri):
+        pass
+
+with drivelog.driver_log("file:///ignored/driver.log", NoUpload(), sys.argv[1]):
+    print("continue? ", end="", flush=True)  # no newline: the console must still show it
+    print("answer", sys.stdin.readline().strip())
+"""
+
+
+def test_a_partial_line_still_reaches_the_console(tmp_path):
+    """Lines are kept whole, but a prompt without a newline is not held back: the job waits for
+    an answer the user gives only after seeing it (a timeout here means it was held)."""
+    child = subprocess.Popen([sys.executable, "-c", PROMPT_PROGRAM, str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        seen = b""
+        while b"continue? " not in seen:  # bounded: a minute per read, and a closed pipe reads b""
+            ready, _, _ = select.select([child.stdout], [], [], 60)
+            assert ready, f"the prompt was held back from the console: {seen!r}"
+            piece = os.read(child.stdout.fileno(), 1024)
+            assert piece, f"the console closed before the prompt came: {seen!r}"
+            seen += piece
+        child.stdin.write(b"yes\n")
+        child.stdin.close()
+        rest = child.stdout.read()
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert (seen + rest).decode() == "continue? answer yes\n"
 
 
 LINGERING_CHILD_PROGRAM = """

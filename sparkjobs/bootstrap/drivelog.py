@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 import threading
 import time
@@ -17,6 +18,9 @@ LOG_INTERVAL_SECONDS = 10.0
 #: Past this size the driver log keeps a marker instead of more text; the console still gets it
 #: all. Every periodic upload sends the whole file, so an unbounded log would make them unbounded.
 LOG_CAP_BYTES = 64 * 1024 * 1024
+#: How long a partial line waits for its end before the console gets it as it is: Python
+#: writes a print's parts microseconds apart; a progress bar redraws every 100 ms or more.
+PARTIAL_LINE_SECONDS = 0.05
 #: How long stopping waits for a pump that moves nothing: a child that outlives the job (a
 #: daemon it started) may hold the pipe open for good.
 IDLE_PUMP_SECONDS = 5.0
@@ -83,28 +87,51 @@ class _Tee:
                 return
 
     def _pump(self, fd: int, read_end: int, console: int) -> None:
-        """Console gets bytes as they come; the log gets whole lines, so the streams interleave
-        there line by line (Python writes a print's text and its newline separately)."""
-        pending = b""
+        """Both the console and the log get whole lines. spark-submit gives the driver one pipe
+        for stdout and stderr, and Python unbuffered writes a print's parts one by one, so
+        bytes passed on as they came let the other pump's line land inside this one's. A partial
+        line (a prompt, a progress bar redrawn with a carriage return) still reaches the console
+        once nothing more has come for PARTIAL_LINE_SECONDS. The log keeps waiting for the line's
+        end, so a secret is never cut in two before it is masked."""
+        held = b""  # for the console
+        pending = b""  # for the log
         console_open = True
         with os.fdopen(read_end, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(65536):
+            while True:
+                if held and not _readable(read_end, PARTIAL_LINE_SECONDS):
+                    console_open = self._to_console(fd, console, held, console_open)
+                    held = b""
+                    continue
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
                 self._moved[fd] = time.monotonic()
-                if console_open:
-                    self._writing.add(fd)
-                    try:
-                        with self._console_lock:
-                            _write_all(console, chunk)
-                    except OSError:
-                        console_open = False  # keep draining: a full pipe would block the script
-                    finally:
-                        self._writing.discard(fd)
-                        self._moved[fd] = time.monotonic()
+                lines, held = _whole_lines(held + chunk)
+                if lines:
+                    console_open = self._to_console(fd, console, lines, console_open)
                 whole, pending = _whole_lines(pending + chunk)
                 if whole:
                     self._record(whole)
+        if held:
+            self._to_console(fd, console, held, console_open)
         if pending:
             self._record(pending)
+
+    def _to_console(self, fd: int, console: int, data: bytes, console_open: bool) -> bool:
+        """Write to the console, one pump at a time; False once the console is gone (the pump
+        keeps draining its pipe: a full pipe would block the script)."""
+        if not console_open:
+            return False
+        self._writing.add(fd)
+        try:
+            with self._console_lock:
+                _write_all(console, data)
+            return True
+        except OSError:
+            return False
+        finally:
+            self._writing.discard(fd)
+            self._moved[fd] = time.monotonic()
 
     def _record(self, chunk: bytes) -> None:
         for form in list(self._mask):  # whole lines come here, so a secret is never cut in two
@@ -125,6 +152,10 @@ def _whole_lines(data: bytes) -> tuple[bytes, bytes]:
         return data, b""
     cut = data.rfind(b"\n") + 1
     return data[:cut], data[cut:]
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    return bool(select.select([fd], [], [], timeout)[0])
 
 
 def _write_all(fd: int, data: bytes) -> None:
