@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .discovery import find_project
 from .errors import ConfigError
@@ -171,7 +172,7 @@ def runs_list(args: argparse.Namespace) -> int:
 
     project = _project(args)
     query = list_query(args)
-    records = SparkJobs().list_runs(project, all_projects=args.all, query=query)
+    records = SparkJobs().list_runs(project, all_projects=args.all, query=query, progress=_indexing)
     if project is None and not args.all:  # said once the listing worked: an error is said alone
         print(f"Not inside a sparkjobs project (no aml_config/ in {_start(args).resolve()} or above): "
               "showing the runs of every project.", file=sys.stderr)
@@ -183,6 +184,15 @@ def runs_list(args: argparse.Namespace) -> int:
         return 0
     print_runs(records, query.sort)
     return 0
+
+
+def _indexing(label: str, total: int) -> Callable[[int], None] | None:
+    """A first list of a large store reads every record once: say so, since it can take minutes."""
+    from .progress import terminal_progress
+
+    print(f"sparkjobs: Reading {total:,} run records into this machine's index of the run store (once: later "
+          "lists read only what changed).", file=sys.stderr)
+    return terminal_progress(label, total, unit="records")
 
 
 def config_check(args: argparse.Namespace) -> int:

@@ -103,14 +103,17 @@ class SparkJobs:
 
     # ---- queries ---------------------------------------------------------------------------
     def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None,
-                  query: RunQuery | None = None) -> list[RunRecord]:
+                  query: RunQuery | None = None,
+                  progress: Callable[[str, int], ProgressCallback | None] | None = None) -> list[RunRecord]:
         """The runs of the project (or every project), newest first; ``query`` filters and sorts."""
-        return list(self.query_runs(project_dir, query or RunQuery(limit=limit), all_projects=all_projects).runs)
+        return list(self.query_runs(project_dir, query or RunQuery(limit=limit), all_projects=all_projects,
+                                    progress=progress).runs)
 
-    def query_runs(self, project_dir: Path | None, query: RunQuery, *, all_projects: bool = False) -> RunPage:
+    def query_runs(self, project_dir: Path | None, query: RunQuery, *, all_projects: bool = False,
+                   progress: Callable[[str, int], ProgressCallback | None] | None = None) -> RunPage:
         """One page of runs from the local index, brought up to date with the store first
-        (sparkjobs/history/sync.py says what that reads). Unreadable records are left out with
-        one warning each."""
+        (sparkjobs/history/sync.py says what that reads; ``progress`` hears of a long first
+        build). Unreadable records are left out with one warning each."""
         import sqlite3  # the index's modules load here, not on a run's start-up (history/__init__.py)
 
         from .history import RunIndex, sync_index
@@ -120,11 +123,11 @@ class SparkJobs:
         index = RunIndex(self.index_path(repo.store), repo.store.location)
         name = None if all_projects or project is None else project.name
         try:
-            sync_index(index, repo)
+            sync_index(index, repo, progress=progress)
             page = index.query(query, name)
         except sqlite3.DatabaseError:  # a damaged cache: build it again from the store
             index.reset()
-            sync_index(index, repo)
+            sync_index(index, repo, progress=progress)
             page = index.query(query, name)
         for problem in page.broken:
             log.warning("Warning: %s It is left out.", problem)

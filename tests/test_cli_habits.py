@@ -210,6 +210,7 @@ def test_a_reader_that_goes_away_never_causes_a_traceback(project, isolated_home
     assert (code, first, errors) == (141, f"id:         {run_id}\n", "")
 
     _many_records(isolated_home, 1500)  # about 140 kB of table: more than a pipe holds
+    assert "Reading 1,500 run records" in cli("runs", "list", "--last", "1", cwd=project).stderr  # the index, built once
     code, first, errors = _piped_to_head("runs", "list", "--limit", "0", cwd=project)
     assert (code, first.split(), errors) == (141, ["RUN", "ID", "PROJECT", "TARGET", "STATUS", "STARTED", "SCRIPT"], "")
     code, first, errors = _piped_to_head("runs", "list", "--limit", "0", "--json", cwd=project)

@@ -16,13 +16,14 @@ from dataclasses import replace
 
 import pytest
 
-from sparkjobs.history import RunIndex, sync_index
+from sparkjobs.history import RunIndex, RunQuery, sync_index
 from sparkjobs.runs import RunRecord, RunRepository, RunStatus, new_run_id
 from sparkjobs.service import SparkJobs
 from sparkjobs.storage.local import LocalStore
 from sparkjobs.ui.pages import runs_view
 from sparkjobs.ui.reads import Scope
 
+from helpers import cli
 from test_history import RUNS, blob_history, put_blob, record  # noqa: F401  (blob_history is a fixture)
 from ui_runs import UiProcess
 
@@ -138,6 +139,34 @@ def test_an_index_build_cut_short_keeps_the_newest_runs_it_read_and_resumes(tmp_
     reads = CutShort(tmp_path / "store", reads=10_000)
     sync_index(index, RunRepository(reads))
     assert index.ids() == sorted(r.id for r in runs) and reads.reads == 10_000 - 700  # the rest only
+
+
+def test_a_first_list_of_a_large_store_says_it_reads_every_record_once(tmp_path):
+    """A first list of a team's store reads every record (minutes on a large Blob store): the
+    user is told, once, and the service's caller can show progress; a later list says nothing."""
+    home = tmp_path / "home"
+    runs = many_runs(600)
+    for run in runs:
+        RunRepository(LocalStore(home)).save(run)
+    heard: list[tuple[str, int]] = []
+    counted: list[int] = []
+
+    def progress(label: str, total: int):
+        heard.append((label, total))
+        return counted.append
+
+    page = SparkJobs({"SPARKJOBS_HOME": str(home)}).query_runs(None, RunQuery(limit=5), all_projects=True,
+                                                               progress=progress)
+    assert len(page.runs) == 5 and heard == [("run records indexed", 600)] and sum(counted) == 600
+
+    fresh = tmp_path / "fresh-home"
+    shutil.copytree(home / "runs", fresh / "runs")
+    env = dict(os.environ, SPARKJOBS_HOME=str(fresh))
+    first = cli("runs", "list", "--all", "--last", "3", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("sparkjobs: Reading 600 run records into this machine's index of the run store") == 1
+    again = cli("runs", "list", "--all", "--last", "3", env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "Reading" not in again.stderr and again.stdout == first.stdout
 
 
 # ---- a shared Blob store (Azurite) --------------------------------------------------------------

@@ -34,15 +34,21 @@ from ..errors import RunNotFound, RunRecordError, StorageError
 from ..runs import RUNS, RunRecord, RunRepository
 from .index import Listed, RunIndex
 
-__all__ = ["sync_index", "FULL_EVERY"]
+__all__ = ["sync_index", "FULL_EVERY", "PROGRESS_FROM", "Progress"]
 
 FULL_EVERY = 3600.0  # seconds between whole listings of a Blob store
 _MARGIN = timedelta(days=1)
 log = logging.getLogger(__name__)
 
 
+#: From how many records to read a caller is told (``progress``): a cold build of a large store.
+PROGRESS_FROM = 500
+#: ``progress(label, total)`` returns a callback given the count of each batch read, or None.
+Progress = Callable[[str, int], "Callable[[int], None] | None"]
+
+
 def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL_EVERY,
-               clock: Callable[[], float] = time.time) -> None:
+               clock: Callable[[], float] = time.time, progress: Progress | None = None) -> None:
     store = repo.store
     now = clock()
     state = index.known(unended_only=True)
@@ -72,6 +78,7 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
         recordless |= absent - known.keys()
         check = [i for i, stamp_now in zip(check, stamps.values()) if stamp_now is not None and known.get(i, ("",))[0] != stamp_now]
     loaded: list[tuple[str, str, RunRecord | str]] = []
+    advance = progress("run records indexed", len(check)) if progress and len(check) >= PROGRESS_FROM else None
     with ThreadPoolExecutor(max_workers=1 if store.cheap_listing else store.max_workers) as pool:
         each = map if store.cheap_listing else pool.map  # on Blob a request per record (a 304 when unchanged), many at once
         for start in range(0, len(check), _BATCH):
@@ -87,6 +94,8 @@ def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL
             if len(loaded) >= _BATCH:  # kept as they come: a build cut short keeps what it read
                 index.update(loaded, (), None)
                 loaded = []
+            if advance:
+                advance(len(batch))
     listing = Listed(stamp, frozenset(recordless))
     if loaded or gone or full or listing != state.listed:
         index.update(loaded, gone, now if full else None, listing)  # otherwise a warm list only reads the index

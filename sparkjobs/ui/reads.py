@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config import load_project
 from ..config_yaml import load_yaml
 from ..errors import RunNotFound, SparkJobsError
 from ..history.query import RunPage, RunQuery
 from ..metrics import MetricPoint
+from ..project_config import load_project
 from ..runs import Artifact, RunRecord
 from ..service import SparkJobs
 from ..snapshot_store import SnapshotStore
@@ -49,7 +50,14 @@ def describe(scope: Scope) -> str:
 def query_runs(scope: Scope, query: RunQuery) -> RunPage:
     """One page of the runs in scope, filtered and sorted by the service's run index, as the
     CLI's ``runs list`` reads them: only that page's records are loaded."""
-    return scope.service.query_runs(scope.project_dir, query, all_projects=scope.all_projects)
+    return scope.service.query_runs(scope.project_dir, query, all_projects=scope.all_projects, progress=_indexing)
+
+
+def _indexing(label: str, total: int) -> None:
+    """The first page of a large store waits while every record is read once: the server's
+    console says why (the browser only shows it loading)."""
+    print(f"sparkjobs: Reading {total:,} run records into this machine's index of the run store (once: later "
+          "pages read only what changed).", file=sys.stderr, flush=True)
 
 
 def get_record(scope: Scope, run_id: str) -> RunRecord:
