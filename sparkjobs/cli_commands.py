@@ -188,10 +188,10 @@ def runs_list(args: argparse.Namespace) -> int:
 
 def _indexing(label: str, total: int) -> Callable[[int], None] | None:
     """A first list of a large store reads every record once: say so, since it can take minutes."""
+    from .history.sync import reading_notice
     from .progress import terminal_progress
 
-    print(f"sparkjobs: Reading {total:,} run records into this machine's index of the run store (once: later "
-          "lists read only what changed).", file=sys.stderr)
+    print(reading_notice(total, "lists"), file=sys.stderr)
     return terminal_progress(label, total, unit="records")
 
 

@@ -34,7 +34,7 @@ from ..errors import RunNotFound, RunRecordError, StorageError
 from ..runs import RUNS, RunRecord, RunRepository
 from .index import Listed, RunIndex
 
-__all__ = ["sync_index", "FULL_EVERY", "PROGRESS_FROM", "Progress"]
+__all__ = ["sync_index", "reading_notice", "FULL_EVERY", "PROGRESS_FROM", "Progress"]
 
 FULL_EVERY = 3600.0  # seconds between whole listings of a Blob store
 _MARGIN = timedelta(days=1)
@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 PROGRESS_FROM = 500
 #: ``progress(label, total)`` returns a callback given the count of each batch read, or None.
 Progress = Callable[[str, int], "Callable[[int], None] | None"]
+
+
+def reading_notice(total: int, later: str) -> str:
+    """What the CLI and the web page's console say when a build reads ``total`` records."""
+    return (f"sparkjobs: Reading {total:,} run records into this machine's index of the run store (once: later "
+            f"{later} read only what changed).")
 
 
 def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL_EVERY,

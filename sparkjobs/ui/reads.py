@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from ..config_yaml import load_yaml
 from ..errors import RunNotFound, SparkJobsError
 from ..history.query import RunPage, RunQuery
+from ..history.sync import reading_notice
 from ..metrics import MetricPoint
 from ..project_config import load_project
 from ..runs import Artifact, RunRecord
@@ -56,8 +57,7 @@ def query_runs(scope: Scope, query: RunQuery) -> RunPage:
 def _indexing(label: str, total: int) -> None:
     """The first page of a large store waits while every record is read once: the server's
     console says why (the browser only shows it loading)."""
-    print(f"sparkjobs: Reading {total:,} run records into this machine's index of the run store (once: later "
-          "pages read only what changed).", file=sys.stderr, flush=True)
+    print(reading_notice(total, "pages"), file=sys.stderr, flush=True)
 
 
 def get_record(scope: Scope, run_id: str) -> RunRecord:
