@@ -18,7 +18,7 @@ from .history import RunQuery
 from .runs import Artifact, RunRecord, RunRepository, match_run_id
 from .wording import count
 from .discovery import enclosing_project
-from .storage.base import ProgressCallback, Store, safe_join, sha256_file
+from .storage.base import ProgressFactory, Store, safe_join, sha256_file
 from .storage.local import LocalStore
 
 if TYPE_CHECKING:  # and imported where used: `runs list` loads neither YAML nor the run path
@@ -49,7 +49,7 @@ class RunObserver:
     #: Once per run, each configuration key accepted but ignored (ConfigNotice).
     on_notice: Callable[["ConfigNotice"], None] = lambda notice: None
     on_interrupt: Callable[[], str] = lambda: Interrupt.KILL
-    progress: Callable[[str, int], ProgressCallback | None] = lambda label, total: None
+    progress: ProgressFactory = lambda label, total: None
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,13 @@ class SparkJobs:
     # ---- queries ---------------------------------------------------------------------------
     def list_runs(self, project_dir: Path | None, *, all_projects: bool = False, limit: int | None = None,
                   query: RunQuery | None = None,
-                  progress: Callable[[str, int], ProgressCallback | None] | None = None) -> list[RunRecord]:
+                  progress: ProgressFactory | None = None) -> list[RunRecord]:
         """The runs of the project (or every project), newest first; ``query`` filters and sorts."""
         return list(self.query_runs(project_dir, query or RunQuery(limit=limit), all_projects=all_projects,
                                     progress=progress).runs)
 
     def query_runs(self, project_dir: Path | None, query: RunQuery, *, all_projects: bool = False,
-                   progress: Callable[[str, int], ProgressCallback | None] | None = None) -> RunPage:
+                   progress: ProgressFactory | None = None) -> RunPage:
         """One page of runs from the local index, brought up to date with the store first
         (sparkjobs/history/sync.py says what that reads; ``progress`` hears of a long first
         build). Unreadable records are left out with one warning each."""
@@ -193,7 +193,7 @@ class SparkJobs:
         dest: Path,
         *,
         overwrite: bool = False,
-        progress: Callable[[str, int], ProgressCallback | None] | None = None,
+        progress: ProgressFactory | None = None,
     ) -> list[Path]:
         """Download one artifact, or a folder of them, into dest, as ``cp -r`` copies: a file
         lands as ``dest/NAME``, a folder as ``dest/FOLDER/...``, and the whole outputs folder

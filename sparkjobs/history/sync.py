@@ -32,9 +32,10 @@ from datetime import datetime, timedelta, timezone
 
 from ..errors import RunNotFound, RunRecordError, StorageError
 from ..runs import RUNS, RunRecord, RunRepository
+from ..storage.base import ProgressFactory
 from .index import Listed, RunIndex
 
-__all__ = ["sync_index", "reading_notice", "FULL_EVERY", "PROGRESS_FROM", "Progress"]
+__all__ = ["sync_index", "reading_notice", "FULL_EVERY", "PROGRESS_FROM"]
 
 FULL_EVERY = 3600.0  # seconds between whole listings of a Blob store
 _MARGIN = timedelta(days=1)
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: From how many records to read a caller is told (``progress``): a cold build of a large store.
 PROGRESS_FROM = 500
-#: ``progress(label, total)`` returns a callback given the count of each batch read, or None.
-Progress = Callable[[str, int], "Callable[[int], None] | None"]
 
 
 def reading_notice(total: int, later: str) -> str:
@@ -54,7 +53,7 @@ def reading_notice(total: int, later: str) -> str:
 
 
 def sync_index(index: RunIndex, repo: RunRepository, *, full_every: float = FULL_EVERY,
-               clock: Callable[[], float] = time.time, progress: Progress | None = None) -> None:
+               clock: Callable[[], float] = time.time, progress: ProgressFactory | None = None) -> None:
     store = repo.store
     now = clock()
     state = index.known(unended_only=True)

@@ -21,6 +21,8 @@ __all__ = ["Store", "StoredObject", "TransferResult", "check_key", "regular_file
 
 ProgressCallback = Callable[[int], None]
 """Called with a byte count each time that many more bytes have moved."""
+ProgressFactory = Callable[[str, int], "ProgressCallback | None"]
+"""Given a label and a total, returns the callback that hears of progress towards it, or None."""
 
 _CHUNK = 1024 * 1024
 
